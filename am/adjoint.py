@@ -1,0 +1,136 @@
+"""Adjoint states along a simulated trajectory (discrete, exact for the stepper used).
+
+Lean adjoint (Eq. 15): ``da~/dt = -(grad_x b_base)^T a~``, ``a~(1) = -lambda grad r(X_1)``. Its
+discrete form is the vector-Jacobian product of the *frozen base's* step map, noise held fixed:
+
+    a_K = -lambda grad r(X_K),     a_k = J_k^T a_{k+1},   J_k = d step_base(X_k) / d X_k
+
+One VJP per step; each step builds its own small graph (w.r.t. ``X_k`` only) and frees it, so
+memory holds the trajectory and the adjoints, never a graph across steps. The base velocity at
+each visited state is returned as well so the loss can reuse it (no second base forward).
+
+Full adjoint (Eq. 11, "basic Adjoint Matching" / continuous adjoint): the VJP of the *controlled*
+step map (the fine-tuned model's step) plus the running cost ``h |u|^2 / 2``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+from torch import Tensor
+
+from am.schedules import Schedule
+from am.sde import Stepper, Trajectory, Velocity, control_coefficient
+
+__all__ = ["AdjointResult", "terminal_adjoint", "lean_adjoint", "full_adjoint"]
+
+
+@dataclass(frozen=True)
+class AdjointResult:
+    """``adjoints [K+1, B, *shape]`` (``adjoints[k] = a_k``; rows below ``first_step`` are zero),
+    ``base_velocity [K, B, *shape]`` (``v_base(X_k, t_k)``, rows below ``first_step`` zero),
+    ``first_step``: the smallest ``k`` whose VJP was computed."""
+
+    adjoints: Tensor
+    base_velocity: Tensor
+    first_step: int
+
+
+def terminal_adjoint(reward, x1: Tensor, reward_scale: float) -> tuple[Tensor, Tensor]:
+    """``a_K = -lambda grad r(X_K)`` and the rewards ``r(X_K) [B]`` (one forward + backward)."""
+    with torch.enable_grad():
+        x = x1.detach().requires_grad_(True)
+        r = reward(x)
+        if r.shape != x.shape[:1]:
+            raise ValueError(
+                f"reward must return shape [B]={tuple(x.shape[:1])}, got {tuple(r.shape)}"
+            )
+        (g,) = torch.autograd.grad(r.sum(), x)
+    return -reward_scale * g, r.detach()
+
+
+def _step_vjp(fn, x: Tensor, cotangent: Tensor) -> tuple[Tensor, Tensor]:
+    """``(J^T cotangent, aux)`` for ``fn(x) -> (out, aux)`` with ``J = d out / d x``."""
+    with torch.enable_grad():
+        xg = x.detach().requires_grad_(True)
+        out, scalar_extra, aux = fn(xg)
+        total = (out * cotangent).sum()
+        if scalar_extra is not None:
+            total = total + scalar_extra
+        (g,) = torch.autograd.grad(total, xg)
+    return g, aux.detach()
+
+
+def lean_adjoint(
+    base: Velocity,
+    trajectory: Trajectory,
+    *,
+    schedule: Schedule,
+    stepper: Stepper,
+    terminal: Tensor,
+    first_step: int = 0,
+) -> AdjointResult:
+    """Lean adjoint by exact VJPs of the base step map, from ``a_K = terminal [B, *shape]`` back to
+    ``a_{first_step}`` (steps below ``first_step`` are not needed by the loss and are skipped)."""
+    K = trajectory.num_steps
+    if not 0 <= first_step <= K:
+        raise ValueError(f"first_step must be in [0, {K}], got {first_step}")
+    states, times = trajectory.states, trajectory.times
+    batch = states.shape[1]
+    adjoints = torch.zeros_like(states)
+    base_v = torch.zeros_like(trajectory.noises)
+    adjoints[K] = terminal
+    a = terminal
+    for k in range(K - 1, first_step - 1, -1):
+        sv, sv_next = schedule(times[k]), schedule(times[k + 1])
+        tk = times[k].expand(batch)
+
+        def step_fn(x, k=k, sv=sv, sv_next=sv_next, tk=tk):
+            v = base(x, tk)
+            out = stepper.step(
+                x, v, sv=sv, sv_next=sv_next, sigma=trajectory.sigmas[k], noise=trajectory.noises[k]
+            )
+            return out, None, v
+
+        a, base_v[k] = _step_vjp(step_fn, states[k], a)
+        adjoints[k] = a
+    return AdjointResult(adjoints, base_v, first_step)
+
+
+def full_adjoint(
+    base: Velocity,
+    model: Velocity,
+    trajectory: Trajectory,
+    *,
+    schedule: Schedule,
+    stepper: Stepper,
+    terminal: Tensor,
+    first_step: int = 0,
+) -> AdjointResult:
+    """Full (basic) adjoint: ``a_k = J_k^{ft T} a_{k+1} + h grad_x |u(X_k)|^2 / 2`` where ``J^ft`` is
+    the fine-tuned model's step Jacobian and ``u = c (v_ft - v_base)`` (see
+    :func:`am.sde.control_coefficient`). Its regression target gives the continuous-adjoint
+    gradient (Eq. 13). Gradients are taken w.r.t. states only, never parameters."""
+    K = trajectory.num_steps
+    states, times = trajectory.states, trajectory.times
+    batch = states.shape[1]
+    adjoints = torch.zeros_like(states)
+    base_v = torch.zeros_like(trajectory.noises)
+    adjoints[K] = terminal
+    a = terminal
+    for k in range(K - 1, first_step - 1, -1):
+        sv, sv_next = schedule(times[k]), schedule(times[k + 1])
+        tk, sigma, h = times[k].expand(batch), trajectory.sigmas[k], times[k + 1] - times[k]
+
+        def step_fn(x, k=k, sv=sv, sv_next=sv_next, tk=tk, sigma=sigma, h=h):
+            v_ft, v_b = model(x, tk), base(x, tk)
+            out = stepper.step(
+                x, v_ft, sv=sv, sv_next=sv_next, sigma=sigma, noise=trajectory.noises[k]
+            )
+            u = control_coefficient(sv, sigma) * (v_ft - v_b)
+            return out, 0.5 * h * (u**2).sum(), v_b
+
+        a, base_v[k] = _step_vjp(step_fn, states[k], a)
+        adjoints[k] = a
+    return AdjointResult(adjoints, base_v, first_step)

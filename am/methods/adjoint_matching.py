@@ -1,0 +1,145 @@
+"""Adjoint Matching (Domingo-Enrich, Drozdzal, Karrer, Chen; ICLR 2025, arXiv 2409.08861).
+
+Objective: the memoryless SOC problem ``min_u E[ int |u|^2/2 dt - lambda r(X_1) ]`` (Eq. 4) whose
+solution samples ``p_base exp(lambda r)`` (Eq. 7), solved by regressing the control on the lean
+adjoint (Eq. 16): each iteration simulates the current model with the memoryless SDE, runs the lean
+adjoint backwards through the frozen base (one VJP per step), and regresses
+``u_theta(X_k) = c_k (v_theta - v_base)`` on ``-sigma_k a_{k+o}`` on a subset of steps.
+
+``adjoint="full"`` swaps in the full adjoint with the ``u`` terms (basic Adjoint Matching, whose
+gradient equals the continuous adjoint method's, Eq. 13). ``diffusion`` other than
+``"memoryless"`` is the Theorem 1 ablation: a valid SOC problem whose solution is biased.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import torch
+from torch import nn
+
+from am.adjoint import full_adjoint, lean_adjoint, terminal_adjoint
+from am.diffusion import make_diffusion
+from am.loss import WEIGHTINGS, StepSubset, adjoint_matching_loss
+from am.methods.base import FineTuningProblem, LossOutput, Method
+from am.sde import control_coefficient, make_stepper, simulate, uniform_grid
+
+__all__ = ["AdjointMatchingConfig", "AdjointMatching"]
+
+
+@dataclass(frozen=True)
+class AdjointMatchingConfig:
+    """``num_steps``: K of the rollout grid; ``stepper``: ``euler_maruyama`` | ``ddpm``;
+    ``diffusion``: ``"memoryless"`` or a constant ``> 0``; ``adjoint``: ``lean`` | ``full``;
+    ``steps``: which steps enter the loss; ``clip_multiplier``: per-term clip at
+    ``clip_multiplier * lambda^2`` (paper: 1.6; ``None`` = off); ``weighting``: ``uniform`` |
+    ``drift``."""
+
+    num_steps: int = 40
+    stepper: str = "euler_maruyama"
+    diffusion: str | float = "memoryless"
+    adjoint: str = "lean"
+    steps: StepSubset = field(default_factory=StepSubset)
+    clip_multiplier: float | None = None
+    weighting: str = "uniform"
+
+    def __post_init__(self):
+        if (
+            isinstance(self.num_steps, bool)
+            or not isinstance(self.num_steps, int)
+            or self.num_steps < 1
+        ):
+            raise ValueError(f"num_steps must be a positive integer, got {self.num_steps!r}")
+        make_stepper(self.stepper)  # raises, naming valid steppers
+        if self.diffusion != "memoryless":
+            if isinstance(self.diffusion, bool) or not isinstance(self.diffusion, (int, float)):
+                raise ValueError(
+                    f"diffusion must be 'memoryless' or a number > 0, got {self.diffusion!r}"
+                )
+            if not self.diffusion > 0:
+                raise ValueError(
+                    f"diffusion must be > 0 to fine-tune (sigma = 0 has no control), got {self.diffusion}"
+                )
+            if self.stepper == "ddpm":
+                raise ValueError(
+                    "stepper 'ddpm' is memoryless by construction: use diffusion 'memoryless'"
+                )
+        if self.adjoint not in ("lean", "full"):
+            raise ValueError(f"adjoint must be 'lean' or 'full', got {self.adjoint!r}")
+        if self.weighting not in WEIGHTINGS:
+            raise ValueError(f"weighting must be one of {WEIGHTINGS}, got {self.weighting!r}")
+        if self.clip_multiplier is not None and not self.clip_multiplier > 0:
+            raise ValueError(f"clip_multiplier must be > 0 or null, got {self.clip_multiplier!r}")
+        if not isinstance(self.steps, StepSubset):
+            raise ValueError(f"steps must be a StepSubset, got {type(self.steps).__name__}")
+
+
+def model_dtype_device(model: nn.Module) -> tuple[torch.dtype, torch.device]:
+    p = next(iter(model.parameters()), None)
+    if p is None:
+        return torch.get_default_dtype(), torch.device("cpu")
+    return p.dtype, p.device
+
+
+class AdjointMatching(Method):
+    """Adjoint Matching with the lean adjoint (or the full adjoint, ``adjoint="full"``)."""
+
+    name = "adjoint_matching"
+    config_class = AdjointMatchingConfig
+
+    def __init__(self, config: AdjointMatchingConfig, problem: FineTuningProblem):
+        super().__init__(config, problem)
+        self.stepper = make_stepper(config.stepper)
+        self.diffusion = make_diffusion(config.diffusion, problem.schedule)
+
+    def loss(self, model: nn.Module, *, batch_size: int, generator: torch.Generator) -> LossOutput:
+        cfg, prob = self.config, self.problem
+        dtype, device = model_dtype_device(model)
+        times = uniform_grid(cfg.num_steps, dtype=dtype, device=device)
+        x0 = torch.randn(
+            (batch_size, *prob.sample_shape), generator=generator, dtype=dtype, device=device
+        )
+
+        # 1. Rollout of the current model, frozen (no graph).
+        traj = simulate(
+            model,
+            x0,
+            schedule=prob.schedule,
+            times=times,
+            diffusion=self.diffusion,
+            stepper=self.stepper,
+            generator=generator,
+        )
+        # 2. Adjoint backwards from a_K = -lambda grad r(X_K), down to the first step used.
+        terminal, rewards = terminal_adjoint(prob.reward, traj.final, prob.reward_scale)
+        steps = cfg.steps.select(cfg.num_steps, generator).to(device)
+        first = int(steps.min())
+        kwargs = dict(
+            schedule=prob.schedule, stepper=self.stepper, terminal=terminal, first_step=first
+        )
+        if cfg.adjoint == "lean":
+            adj = lean_adjoint(prob.base, traj, **kwargs)
+        else:
+            adj = full_adjoint(prob.base, model, traj, **kwargs)
+
+        # 3. Regression on the chosen steps, one batched forward of the fine-tuned model.
+        M, B = steps.numel(), batch_size
+        x = traj.states[steps]  # [M, B, *shape]
+        t = times[steps]
+        v_ft = model(x.flatten(0, 1), t.repeat_interleave(B)).reshape(x.shape)
+        sv = prob.schedule(t).broadcast_to(x)
+        sigma = traj.sigmas[steps].reshape(sv.t.shape)
+        control = control_coefficient(sv, sigma) * (v_ft - adj.base_velocity[steps])
+        target = -sigma * adj.adjoints[steps + self.stepper.target_adjoint_offset]
+        weights = torch.ones(M, dtype=dtype, device=device)
+        if cfg.weighting == "drift":
+            weights = traj.sigmas[steps] ** 2
+        clip = None if cfg.clip_multiplier is None else cfg.clip_multiplier * prob.reward_scale**2
+        out = adjoint_matching_loss(control, target=target, weights=weights, clip=clip)
+        metrics = {
+            "loss": float(out.loss.detach()),
+            "reward": float(rewards.mean()),
+            "clipped_fraction": out.clipped_fraction,
+            "control_norm": float(control.detach().flatten(2).norm(dim=-1).mean()),
+        }
+        return LossOutput(loss=out.loss, metrics=metrics)

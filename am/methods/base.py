@@ -1,0 +1,70 @@
+"""The method interface shared by Adjoint Matching and every baseline."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import ClassVar
+
+import torch
+from torch import Tensor, nn
+
+from am.schedules import Schedule
+from am.sde import Velocity
+
+__all__ = ["FineTuningProblem", "LossOutput", "Method"]
+
+
+@dataclass(frozen=True)
+class FineTuningProblem:
+    """What is fine-tuned towards what: target ``p_base(x) exp(reward_scale * reward(x))``.
+
+    ``base``: frozen velocity model ``(x [B, *sample_shape], t [B]) -> [B, *sample_shape]``;
+    ``reward``: ``x [B, *sample_shape] -> [B]``, differentiable; ``schedule``: the base's
+    reference path; ``sample_shape``: shape of one sample (no batch dim).
+    """
+
+    base: Velocity
+    reward: object
+    schedule: Schedule
+    sample_shape: tuple[int, ...]
+    reward_scale: float
+
+    def __post_init__(self):
+        if isinstance(self.reward_scale, bool) or not isinstance(self.reward_scale, (int, float)):
+            raise ValueError(f"reward_scale must be a number, got {self.reward_scale!r}")
+        if self.reward_scale != self.reward_scale:  # NaN
+            raise ValueError("reward_scale must be a number, got NaN")
+        if isinstance(self.base, nn.Module) and any(
+            p.requires_grad for p in self.base.parameters()
+        ):
+            raise ValueError("the base model must be frozen: call base.requires_grad_(False)")
+
+
+@dataclass(frozen=True)
+class LossOutput:
+    """``loss``: scalar with gradient w.r.t. the fine-tuned parameters only; ``metrics``: floats
+    logged per iteration (``reward`` is the mean reward of the rollouts)."""
+
+    loss: Tensor
+    metrics: dict[str, float] = field(default_factory=dict)
+
+
+class Method:
+    """A fine-tuning method. Subclasses set ``config_class`` (a frozen dataclass) and implement
+    :meth:`loss`. Construction validates the config; ``loss`` does all compute."""
+
+    name: ClassVar[str] = "method"
+    config_class: ClassVar[type] = object
+
+    def __init__(self, config, problem: FineTuningProblem):
+        if not isinstance(config, self.config_class):
+            raise TypeError(
+                f"{type(self).__name__} needs a {self.config_class.__name__}, got {type(config).__name__}"
+            )
+        self.config = config
+        self.problem = problem
+
+    def loss(
+        self, model: nn.Module, *, batch_size: int, generator: torch.Generator
+    ) -> LossOutput:  # pragma: no cover - abstract
+        raise NotImplementedError

@@ -1,0 +1,19 @@
+"""Metrics: distances between sample sets and exact targets, with their noise floor."""
+
+from am.metrics.distances import (
+    METRICS,
+    energy_distance,
+    noise_floor,
+    sample_distance,
+    sliced_wasserstein,
+    wasserstein_1d,
+)
+
+__all__ = [
+    "METRICS",
+    "energy_distance",
+    "noise_floor",
+    "sample_distance",
+    "sliced_wasserstein",
+    "wasserstein_1d",
+]

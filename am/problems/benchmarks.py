@@ -1,0 +1,99 @@
+"""Named ground-truth problems: a Gaussian-mixture base, a reward and its exact tilted target.
+
+Each builder returns a :class:`GroundTruth` record; :data:`PROBLEMS` is the registry the
+workflow's problem names come from. All bases are exact (:class:`GaussianMixtureVelocity`), so the
+only errors left after fine-tuning are the method's and the discretisation's.
+
+* ``gmm1d_linear``: ``0.5 N(-2, 0.6^2) + 0.5 N(2, 0.6^2)``, ``r(x) = x`` (DESIGN.md section 3;
+  the paper's Figure 2 setting).
+* ``gmm2d_quadratic``: four components at ``(+-2, +-2)``, std 0.5, unequal weights,
+  ``r(x) = -(x - m).A.(x - m) / 2`` with ``m = (1, 0)``, ``A = 0.5 I``.
+* ``gmm10d_quadratic``: four components with fixed random means (seed 0, scale 1.5),
+  anisotropic covariances, ``r(x) = -(x - m).A.(x - m) / 2`` with ``A = 0.3 I``, ``m = 0.5 1``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+
+from am.problems.gaussian_mixture import GaussianMixture, GaussianMixtureVelocity
+from am.rewards.synthetic import LinearReward, QuadraticReward
+from am.schedules import Schedule
+
+__all__ = ["GroundTruth", "PROBLEMS", "make_problem"]
+
+
+@dataclass(frozen=True)
+class GroundTruth:
+    """``base``: the data mixture; ``reward``; ``reward_scale`` (lambda); ``target``: the exact
+    ``p_base exp(lambda r)``; ``velocity``/``target_velocity``: exact velocities of base and target
+    under ``schedule`` (the latter is the optimal fine-tuned velocity ``v*``)."""
+
+    name: str
+    base: GaussianMixture
+    reward: nn.Module
+    reward_scale: float
+    target: GaussianMixture
+    schedule: Schedule
+
+    @property
+    def dim(self) -> int:
+        return self.base.dim
+
+    @property
+    def velocity(self) -> GaussianMixtureVelocity:
+        return GaussianMixtureVelocity(self.base, self.schedule)
+
+    @property
+    def target_velocity(self) -> GaussianMixtureVelocity:
+        return GaussianMixtureVelocity(self.target, self.schedule)
+
+
+def _gmm1d_linear(schedule: Schedule, reward_scale: float) -> GroundTruth:
+    base = GaussianMixture.isotropic(torch.tensor([[-2.0], [2.0]]), 0.6)
+    reward = LinearReward(torch.tensor([1.0]))
+    return GroundTruth(
+        "gmm1d_linear", base, reward, reward_scale, reward.tilt(base, reward_scale), schedule
+    )
+
+
+def _gmm2d_quadratic(schedule: Schedule, reward_scale: float) -> GroundTruth:
+    means = torch.tensor([[-2.0, -2.0], [-2.0, 2.0], [2.0, -2.0], [2.0, 2.0]])
+    base = GaussianMixture.isotropic(means, 0.5, weights=torch.tensor([0.4, 0.3, 0.2, 0.1]))
+    reward = QuadraticReward(torch.tensor([1.0, 0.0]), 0.5 * torch.eye(2))
+    return GroundTruth(
+        "gmm2d_quadratic", base, reward, reward_scale, reward.tilt(base, reward_scale), schedule
+    )
+
+
+def _gmm10d_quadratic(schedule: Schedule, reward_scale: float) -> GroundTruth:
+    g = torch.Generator().manual_seed(0)
+    D, N = 10, 4
+    means = 1.5 * torch.randn(N, D, generator=g)
+    # anisotropic covariances: random rotations, eigenvalues in [0.1, 0.5]
+    q, _ = torch.linalg.qr(torch.randn(N, D, D, generator=g))
+    lam = 0.1 + 0.4 * torch.rand(N, D, generator=g)
+    covs = q @ torch.diag_embed(lam) @ q.transpose(-1, -2)
+    covs = 0.5 * (covs + covs.transpose(-1, -2))
+    base = GaussianMixture(torch.full((N,), 1.0 / N), means, covs)
+    reward = QuadraticReward(torch.full((D,), 0.5), 0.3 * torch.eye(D))
+    return GroundTruth(
+        "gmm10d_quadratic", base, reward, reward_scale, reward.tilt(base, reward_scale), schedule
+    )
+
+
+PROBLEMS: dict[str, Callable[[Schedule, float], GroundTruth]] = {
+    "gmm1d_linear": _gmm1d_linear,
+    "gmm2d_quadratic": _gmm2d_quadratic,
+    "gmm10d_quadratic": _gmm10d_quadratic,
+}
+
+
+def make_problem(name: str, schedule: Schedule, reward_scale: float = 1.0) -> GroundTruth:
+    if name not in PROBLEMS:
+        raise ValueError(f"unknown problem {name!r}; valid: {sorted(PROBLEMS)}")
+    return PROBLEMS[name](schedule, float(reward_scale))

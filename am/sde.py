@@ -1,0 +1,265 @@
+"""Generative SDEs from a velocity model, transition steps, trajectories and sampling.
+
+A *velocity model* is any callable ``velocity(x [B, *shape], t [B]) -> [B, *shape]`` (an
+``nn.Module``, an exact Gaussian-mixture velocity, a closure around a conditional network).
+
+For any diffusion ``sigma(t)`` the SDE ``dX = b dt + sigma dW`` with
+
+    b(x, t) = v(x, t) + sigma(t)^2 / 2 * s(x, t),     s = (v - kappa x) / eta        (Eq. 8)
+
+has the marginals of the ODE ``dX = v dt``. The score is formed stably as
+``s = (alpha v - alpha' x) / (beta (alpha' beta - alpha beta'))`` which is finite at t = 0.
+
+Two steppers (DESIGN.md section 3):
+
+* :class:`EulerMaruyama` (default for flow-matching bases): ``X' = X + h b + sigma sqrt(h) eps``.
+* :class:`DDPMStep`: the Gaussian transition of the memoryless reference process given the
+  endpoint, with the endpoint replaced by its prediction ``y = E[X_1 | X_t]``; for VP schedules
+  it is DDPM (DDIM with eta = 1). It ignores ``sigma`` (it is memoryless by construction).
+
+Each stepper also fixes which adjoint index the Adjoint Matching target uses
+(``target_adjoint_offset``): EM regresses ``u(X_k)`` on ``-sigma_k a_{k+1}``, the DDPM step on
+``-sigma_k a_k`` (measured fixed points in DESIGN.md section 3).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import torch
+from torch import Tensor
+
+from am.diffusion import Diffusion
+from am.schedules import Schedule, ScheduleValues
+
+Velocity = Callable[[Tensor, Tensor], Tensor]
+
+__all__ = [
+    "Velocity",
+    "score_from_velocity",
+    "endpoint_from_velocity",
+    "drift",
+    "control_coefficient",
+    "Stepper",
+    "EulerMaruyama",
+    "DDPMStep",
+    "STEPPERS",
+    "make_stepper",
+    "Trajectory",
+    "uniform_grid",
+    "simulate",
+    "sample",
+]
+
+
+def score_from_velocity(sv: ScheduleValues, x: Tensor, v: Tensor) -> Tensor:
+    """``s = (alpha v - alpha' x) / (beta (alpha' beta - alpha beta'))``; ``sv`` broadcast to ``x``.
+    Finite at t = 0 (where it gives ``-x``), singular at t = 1 (``beta = 0``)."""
+    return (sv.alpha * v - sv.d_alpha * x) / sv.eta_numerator
+
+
+def endpoint_from_velocity(sv: ScheduleValues, x: Tensor, v: Tensor) -> Tensor:
+    """``E[X_1 | X_t = x] = (beta v - beta' x) / (alpha' beta - alpha beta')``, from
+    ``x = alpha y + beta z`` and ``v = alpha' y + beta' z`` solved for ``y``."""
+    return (sv.beta * v - sv.d_beta * x) / (sv.d_alpha * sv.beta - sv.alpha * sv.d_beta)
+
+
+def drift(sv: ScheduleValues, x: Tensor, v: Tensor, sigma: Tensor) -> Tensor:
+    """``b = v + sigma^2/2 s`` (Eq. 8). Memoryless ``sigma^2 = 2 eta`` gives ``b = 2 v - kappa x``."""
+    if torch.all(sigma == 0):
+        return v
+    return v + 0.5 * sigma**2 * score_from_velocity(sv, x, v)
+
+
+def control_coefficient(sv: ScheduleValues, sigma: Tensor) -> Tensor:
+    """``c`` with ``u = c (v_ft - v_base)``: ``u = (b_ft - b_base) / sigma`` and
+    ``b_ft - b_base = (1 + sigma^2 / (2 eta)) (v_ft - v_base)``, so ``c = 1/sigma + sigma/(2 eta)``.
+    Memoryless: ``c = sqrt(2 / eta)`` (slides, "implicit parameterisation"). Needs ``sigma > 0``."""
+    return 1.0 / sigma + 0.5 * sigma * sv.inv_eta
+
+
+class Stepper:
+    """One transition ``X_k -> X_{k+1}`` given the velocity output at ``(X_k, t_k)``."""
+
+    name: str = "stepper"
+    target_adjoint_offset: int = 1
+
+    def noise_scale(self, sv: ScheduleValues, sv_next: ScheduleValues, sigma: Tensor) -> Tensor:
+        """Standard deviation multiplying the step's standard normal noise (scalar tensor)."""
+        raise NotImplementedError  # pragma: no cover
+
+    def step(
+        self,
+        x: Tensor,
+        v: Tensor,
+        *,
+        sv: ScheduleValues,
+        sv_next: ScheduleValues,
+        sigma: Tensor,
+        noise: Tensor,
+    ) -> Tensor:
+        """``x, v, noise [B, *shape]``; ``sv, sv_next`` at scalar times ``t_k, t_{k+1}``."""
+        raise NotImplementedError  # pragma: no cover
+
+
+class EulerMaruyama(Stepper):
+    """``X_{k+1} = X_k + h b(X_k, t_k) + sigma_k sqrt(h) eps_k``; sigma = 0 is Euler on the ODE."""
+
+    name = "euler_maruyama"
+    target_adjoint_offset = 1
+
+    def noise_scale(self, sv, sv_next, sigma):
+        return sigma * torch.sqrt(sv_next.t - sv.t)
+
+    def step(self, x, v, *, sv, sv_next, sigma, noise):
+        h = sv_next.t - sv.t
+        out = x + h * drift(sv, x, v, sigma)
+        if torch.any(sigma != 0):
+            out = out + self.noise_scale(sv, sv_next, sigma) * noise
+        return out
+
+
+class DDPMStep(Stepper):
+    """``X' = alpha' y + Phi (X - alpha y) + sqrt(beta'^2 - Phi^2 beta^2) eps`` with
+    ``Phi = (beta'/beta)^2 (alpha/alpha')`` and ``y = E[X_1 | X_t]`` from the velocity (primes
+    here mean the next time). The memoryless transition given ``X_1 = y``; DDPM for VP schedules."""
+
+    name = "ddpm"
+    target_adjoint_offset = 0
+
+    @staticmethod
+    def _phi(sv: ScheduleValues, sv_next: ScheduleValues) -> Tensor:
+        return (sv_next.beta / sv.beta) ** 2 * (sv.alpha / sv_next.alpha)
+
+    def noise_scale(self, sv, sv_next, sigma):
+        phi = self._phi(sv, sv_next)
+        return torch.sqrt(torch.clamp(sv_next.beta**2 - phi**2 * sv.beta**2, min=0.0))
+
+    def step(self, x, v, *, sv, sv_next, sigma, noise):
+        y = endpoint_from_velocity(sv, x, v)
+        phi = self._phi(sv, sv_next)
+        mean = sv_next.alpha * y + phi * (x - sv.alpha * y)
+        return mean + self.noise_scale(sv, sv_next, sigma) * noise
+
+
+STEPPERS: dict[str, type[Stepper]] = {EulerMaruyama.name: EulerMaruyama, DDPMStep.name: DDPMStep}
+
+
+def make_stepper(name: str) -> Stepper:
+    if name not in STEPPERS:
+        raise ValueError(f"unknown stepper {name!r}; valid: {sorted(STEPPERS)}")
+    return STEPPERS[name]()
+
+
+@dataclass(frozen=True)
+class Trajectory:
+    """A simulated path. ``states [K+1, B, *shape]`` (``states[0] = X_0``), ``times [K+1]``,
+    ``noises [K, B, *shape]`` (the standard normals of each step, so steps can be replayed
+    exactly), ``sigmas [K]`` (diffusion used on each step). Carries no autograd graph."""
+
+    states: Tensor
+    times: Tensor
+    noises: Tensor
+    sigmas: Tensor
+
+    @property
+    def num_steps(self) -> int:
+        return self.times.numel() - 1
+
+    @property
+    def final(self) -> Tensor:
+        return self.states[-1]
+
+
+def uniform_grid(num_steps: int, *, dtype: torch.dtype | None = None, device=None) -> Tensor:
+    """``[K+1]`` equally spaced times from 0 (noise) to 1 (data)."""
+    if not isinstance(num_steps, int) or num_steps < 1:
+        raise ValueError(f"num_steps must be a positive integer, got {num_steps!r}")
+    return torch.linspace(0.0, 1.0, num_steps + 1, dtype=dtype, device=device)
+
+
+def _check(x0: Tensor, times: Tensor) -> None:
+    if times.dim() != 1 or times.numel() < 2:
+        raise ValueError(
+            f"times must be 1-D with at least 2 entries, got shape {tuple(times.shape)}"
+        )
+    if not torch.all(times[1:] > times[:-1]):
+        raise ValueError("times must be strictly increasing (t = 0 is noise, t = 1 is data)")
+    if times[0] < 0 or times[-1] > 1:
+        raise ValueError(f"times must lie in [0, 1], got [{times[0]:.4g}, {times[-1]:.4g}]")
+    if x0.dim() < 1:
+        raise ValueError("x0 must have a leading batch dimension")
+
+
+@torch.no_grad()
+def simulate(
+    velocity: Velocity,
+    x0: Tensor,
+    *,
+    schedule: Schedule,
+    times: Tensor,
+    diffusion: Diffusion,
+    stepper: Stepper | None = None,
+    generator: torch.Generator | None = None,
+    keep_trajectory: bool = True,
+) -> Trajectory | Tensor:
+    """Simulate from ``x0 [B, *shape]`` (at ``times[0]``) along ``times [K+1]``.
+
+    Returns a :class:`Trajectory` or, with ``keep_trajectory=False``, only ``X_K``
+    (memory independent of ``K``). Runs without gradient.
+    """
+    stepper = stepper or EulerMaruyama()
+    times = times.to(dtype=x0.dtype, device=x0.device)
+    _check(x0, times)
+    sigmas = diffusion.on_grid(times).to(x0.dtype)
+    batch = x0.shape[0]
+    x = x0
+    states, noises = [x0], []
+    for k in range(times.numel() - 1):
+        sv, sv_next = schedule(times[k]), schedule(times[k + 1])
+        v = velocity(x, times[k].expand(batch))
+        noise = torch.randn(x.shape, generator=generator, dtype=x.dtype, device=x.device)
+        x = stepper.step(x, v, sv=sv, sv_next=sv_next, sigma=sigmas[k], noise=noise)
+        if keep_trajectory:
+            states.append(x)
+            noises.append(noise)
+    if not keep_trajectory:
+        return x
+    return Trajectory(torch.stack(states), times, torch.stack(noises), sigmas)
+
+
+def sample(
+    velocity: Velocity,
+    num_samples: int,
+    sample_shape: tuple[int, ...],
+    *,
+    schedule: Schedule,
+    num_steps: int,
+    diffusion: Diffusion,
+    stepper: Stepper | None = None,
+    generator: torch.Generator | None = None,
+    dtype: torch.dtype | None = None,
+    device=None,
+    chunk_size: int = 65536,
+) -> Tensor:
+    """Draw ``[num_samples, *sample_shape]`` samples from ``X_0 ~ N(0, I)`` on a uniform grid,
+    in chunks so memory stays bounded."""
+    times = uniform_grid(num_steps, dtype=dtype, device=device)
+    out = []
+    for start in range(0, num_samples, chunk_size):
+        n = min(chunk_size, num_samples - start)
+        x0 = torch.randn((n, *sample_shape), generator=generator, dtype=dtype, device=device)
+        out.append(
+            simulate(
+                velocity,
+                x0,
+                schedule=schedule,
+                times=times,
+                diffusion=diffusion,
+                stepper=stepper,
+                generator=generator,
+                keep_trajectory=False,
+            )
+        )
+    return torch.cat(out)

@@ -1,0 +1,223 @@
+"""One generic training loop for every method: rollout -> loss -> optimizer step.
+
+Checkpoints hold the model, optimizer, EMA, RNG states and iteration, written atomically
+(``*.tmp`` then ``os.replace``) and loaded with ``weights_only=True``. Resume is exact: each
+iteration draws its randomness from a generator seeded by ``(seed, iteration)``, so a run
+interrupted at any checkpoint and resumed ends with the same parameters as an uninterrupted one.
+A non-finite loss or gradient stops the run with :class:`NonFiniteError`; the last good
+checkpoint on disk is left untouched.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import torch
+from torch import nn
+from tqdm.auto import tqdm
+
+from am.methods.base import Method
+
+__all__ = ["TrainConfig", "Trainer", "NonFiniteError", "iteration_generator"]
+
+
+class NonFiniteError(RuntimeError):
+    """Raised when the loss or a gradient is NaN/Inf."""
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """``iterations``, ``batch_size``; AdamW ``lr, betas, weight_decay``; ``grad_clip`` (global
+    norm, ``None`` = off); ``ema_decay`` (``None`` = no EMA); ``checkpoint_every`` iterations
+    (0 = only at the end); ``log_every``; ``seed``."""
+
+    iterations: int = 1000
+    batch_size: int = 256
+    lr: float = 1e-3
+    betas: tuple[float, float] = (0.9, 0.999)
+    weight_decay: float = 0.0
+    grad_clip: float | None = 1.0
+    ema_decay: float | None = None
+    checkpoint_every: int = 0
+    log_every: int = 1
+    seed: int = 0
+
+    def __post_init__(self):
+        for key in ("iterations", "batch_size", "checkpoint_every", "log_every", "seed"):
+            val = getattr(self, key)
+            if isinstance(val, bool) or not isinstance(val, int):
+                raise ValueError(f"train.{key} must be an integer, got {val!r}")
+        if self.iterations < 0:
+            raise ValueError(f"train.iterations must be >= 0, got {self.iterations}")
+        if self.batch_size < 1:
+            raise ValueError(f"train.batch_size must be >= 1, got {self.batch_size}")
+        if self.checkpoint_every < 0 or self.log_every < 1:
+            raise ValueError("train.checkpoint_every must be >= 0 and train.log_every >= 1")
+        if not (isinstance(self.lr, (int, float)) and math.isfinite(self.lr) and self.lr > 0):
+            raise ValueError(f"train.lr must be a positive number, got {self.lr!r}")
+        if len(self.betas) != 2 or not all(0 <= b < 1 for b in self.betas):
+            raise ValueError(f"train.betas must be two numbers in [0, 1), got {self.betas!r}")
+        if not self.weight_decay >= 0:
+            raise ValueError(f"train.weight_decay must be >= 0, got {self.weight_decay!r}")
+        if self.grad_clip is not None and not self.grad_clip > 0:
+            raise ValueError(f"train.grad_clip must be > 0 or null, got {self.grad_clip!r}")
+        if self.ema_decay is not None and not 0 < self.ema_decay < 1:
+            raise ValueError(f"train.ema_decay must be in (0, 1) or null, got {self.ema_decay!r}")
+
+
+def iteration_generator(seed: int, iteration: int, device="cpu") -> torch.Generator:
+    """The generator of one iteration: a pure function of ``(seed, iteration)``."""
+    g = torch.Generator(device=device)
+    g.manual_seed((seed * 1_000_003 + iteration) % (2**63 - 1))
+    return g
+
+
+def _atomic_torch_save(obj, path: Path) -> None:
+    tmp = path.with_suffix(path.suffix + ".tmp")
+    torch.save(obj, tmp)
+    os.replace(tmp, path)
+
+
+class Trainer:
+    """Fine-tunes ``model`` with ``method`` under ``config``, writing into ``run_dir``:
+    ``checkpoint.pt`` (resumable), ``metrics.jsonl`` (one line per logged iteration)."""
+
+    def __init__(
+        self,
+        method: Method,
+        model: nn.Module,
+        config: TrainConfig,
+        run_dir: str | Path | None = None,
+    ):
+        self.method, self.model, self.config = method, model, config
+        self.params = [p for p in model.parameters() if p.requires_grad]
+        if not self.params:
+            raise ValueError("the model has no trainable parameters")
+        self.optimizer = torch.optim.AdamW(
+            self.params, lr=config.lr, betas=tuple(config.betas), weight_decay=config.weight_decay
+        )
+        self.ema = (
+            [p.detach().clone() for p in self.params] if config.ema_decay is not None else None
+        )
+        self.iteration = 0
+        self.run_dir = Path(run_dir) if run_dir is not None else None
+        if self.run_dir is not None:
+            self.run_dir.mkdir(parents=True, exist_ok=True)
+
+    # -- checkpoints -------------------------------------------------------------------------
+    @property
+    def checkpoint_path(self) -> Path | None:
+        return None if self.run_dir is None else self.run_dir / "checkpoint.pt"
+
+    def state_dict(self) -> dict:
+        return {
+            "iteration": self.iteration,
+            "model": self.model.state_dict(),
+            "optimizer": self.optimizer.state_dict(),
+            "ema": self.ema,
+            "torch_rng": torch.get_rng_state(),
+            "config": asdict(self.config),
+        }
+
+    def save_checkpoint(self) -> None:
+        if self.checkpoint_path is not None:
+            _atomic_torch_save(self.state_dict(), self.checkpoint_path)
+
+    def load_checkpoint(self, path: str | Path | None = None) -> bool:
+        """Restore from ``path`` (default: ``run_dir/checkpoint.pt``); False if there is none."""
+        path = Path(path) if path is not None else self.checkpoint_path
+        if path is None or not path.exists():
+            return False
+        state = torch.load(path, map_location="cpu", weights_only=True)
+        self.model.load_state_dict(state["model"])
+        self.optimizer.load_state_dict(state["optimizer"])
+        if self.ema is not None and state["ema"] is not None:
+            for e, s in zip(self.ema, state["ema"], strict=True):
+                e.copy_(s)
+        torch.set_rng_state(state["torch_rng"])
+        self.iteration = int(state["iteration"])
+        return True
+
+    def ema_parameters(self) -> list[torch.Tensor] | None:
+        return self.ema
+
+    # -- loop ----------------------------------------------------------------------------------
+    def _log(self, record: dict) -> None:
+        if self.run_dir is None:
+            return
+        with open(self.run_dir / "metrics.jsonl", "a") as f:
+            f.write(json.dumps(record) + "\n")
+
+    def step(self) -> dict:
+        """One iteration; returns its metrics. Raises :class:`NonFiniteError` before touching
+        the parameters if the loss or gradient is not finite."""
+        cfg = self.config
+        device = self.params[0].device
+        gen = iteration_generator(cfg.seed, self.iteration, device)
+        t0 = time.perf_counter()
+        out = self.method.loss(self.model, batch_size=cfg.batch_size, generator=gen)
+        if not torch.isfinite(out.loss):
+            raise NonFiniteError(self._nan_message("loss"))
+        self.optimizer.zero_grad(set_to_none=True)
+        out.loss.backward()
+        grad_norm = torch.nn.utils.clip_grad_norm_(
+            self.params, cfg.grad_clip if cfg.grad_clip is not None else float("inf")
+        )
+        if not torch.isfinite(grad_norm):
+            raise NonFiniteError(self._nan_message("gradient"))
+        self.optimizer.step()
+        if self.ema is not None:
+            with torch.no_grad():
+                for e, p in zip(self.ema, self.params, strict=True):
+                    e.lerp_(p.detach(), 1 - cfg.ema_decay)
+        self.iteration += 1
+        return {
+            "iteration": self.iteration,
+            **out.metrics,
+            "grad_norm": float(grad_norm),
+            "seconds": time.perf_counter() - t0,
+        }
+
+    def _nan_message(self, what: str) -> str:
+        where = (
+            self.checkpoint_path if self.checkpoint_path and self.checkpoint_path.exists() else None
+        )
+        keep = (
+            f"the last good checkpoint is kept at {where}"
+            if where
+            else "no checkpoint was written yet"
+        )
+        return (
+            f"non-finite {what} at iteration {self.iteration}; stopping ({keep}). "
+            "Lower the learning rate, enable clipping, or check the reward's gradient."
+        )
+
+    def fit(self, *, resume: bool = True, progress: bool = True) -> list[dict]:
+        """Run to ``config.iterations`` (resuming from ``run_dir`` if a checkpoint is there)."""
+        cfg = self.config
+        if resume:
+            self.load_checkpoint()
+        history = []
+        bar = tqdm(
+            total=cfg.iterations, initial=self.iteration, disable=not progress, desc="fine-tune"
+        )
+        while self.iteration < cfg.iterations:
+            rec = self.step()
+            history.append(rec)
+            if self.iteration % cfg.log_every == 0 or self.iteration == cfg.iterations:
+                self._log(rec)
+            if cfg.checkpoint_every and self.iteration % cfg.checkpoint_every == 0:
+                self.save_checkpoint()
+            bar.update(1)
+            bar.set_postfix(
+                loss=f"{rec.get('loss', float('nan')):.3g}",
+                reward=f"{rec.get('reward', float('nan')):.3g}",
+            )
+        bar.close()
+        self.save_checkpoint()
+        return history
