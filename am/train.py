@@ -32,13 +32,15 @@ class NonFiniteError(RuntimeError):
 
 @dataclass(frozen=True)
 class TrainConfig:
-    """``iterations``, ``batch_size``; AdamW ``lr, betas, weight_decay``; ``grad_clip`` (global
+    """``iterations``, ``batch_size``; AdamW ``lr, betas, weight_decay``; ``lr_schedule``
+    (``constant`` or ``cosine`` decay to 0 over ``iterations``); ``grad_clip`` (global
     norm, ``None`` = off); ``ema_decay`` (``None`` = no EMA); ``checkpoint_every`` iterations
     (0 = only at the end); ``log_every``; ``seed``."""
 
     iterations: int = 1000
     batch_size: int = 256
     lr: float = 1e-3
+    lr_schedule: str = "constant"
     betas: tuple[float, float] = (0.9, 0.999)
     weight_decay: float = 0.0
     grad_clip: float | None = 1.0
@@ -60,6 +62,10 @@ class TrainConfig:
             raise ValueError("train.checkpoint_every must be >= 0 and train.log_every >= 1")
         if not (isinstance(self.lr, (int, float)) and math.isfinite(self.lr) and self.lr > 0):
             raise ValueError(f"train.lr must be a positive number, got {self.lr!r}")
+        if self.lr_schedule not in ("constant", "cosine"):
+            raise ValueError(
+                f"train.lr_schedule must be 'constant' or 'cosine', got {self.lr_schedule!r}"
+            )
         if len(self.betas) != 2 or not all(0 <= b < 1 for b in self.betas):
             raise ValueError(f"train.betas must be two numbers in [0, 1), got {self.betas!r}")
         if not self.weight_decay >= 0:
@@ -141,10 +147,29 @@ class Trainer:
                 e.copy_(s)
         torch.set_rng_state(state["torch_rng"])
         self.iteration = int(state["iteration"])
+        self._truncate_log()
         return True
 
-    def ema_parameters(self) -> list[torch.Tensor] | None:
-        return self.ema
+    def _truncate_log(self) -> None:
+        """Drop log lines written after the checkpoint, so a resumed log has no duplicates."""
+        log = None if self.run_dir is None else self.run_dir / "metrics.jsonl"
+        if log is None or not log.exists():
+            return
+        keep = [
+            ln
+            for ln in log.read_text().splitlines()
+            if json.loads(ln)["iteration"] <= self.iteration
+        ]
+        tmp = log.with_suffix(".jsonl.tmp")
+        tmp.write_text("".join(ln + "\n" for ln in keep))
+        os.replace(tmp, log)
+
+    @torch.no_grad()
+    def load_ema_into_model(self) -> None:
+        """Copy the EMA parameters into the model (for export and evaluation); no-op without EMA."""
+        if self.ema is not None:
+            for p, e in zip(self.params, self.ema, strict=True):
+                p.copy_(e)
 
     # -- loop ----------------------------------------------------------------------------------
     def _log(self, record: dict) -> None:
@@ -152,6 +177,13 @@ class Trainer:
             return
         with open(self.run_dir / "metrics.jsonl", "a") as f:
             f.write(json.dumps(record) + "\n")
+
+    def learning_rate(self, iteration: int) -> float:
+        """A pure function of the iteration, so resuming needs no scheduler state."""
+        cfg = self.config
+        if cfg.lr_schedule == "cosine" and cfg.iterations > 0:
+            return cfg.lr * 0.5 * (1 + math.cos(math.pi * iteration / cfg.iterations))
+        return cfg.lr
 
     def step(self) -> dict:
         """One iteration; returns its metrics. Raises :class:`NonFiniteError` before touching
@@ -170,6 +202,9 @@ class Trainer:
         )
         if not torch.isfinite(grad_norm):
             raise NonFiniteError(self._nan_message("gradient"))
+        lr = self.learning_rate(self.iteration)
+        for group in self.optimizer.param_groups:
+            group["lr"] = lr
         self.optimizer.step()
         if self.ema is not None:
             with torch.no_grad():
@@ -180,6 +215,7 @@ class Trainer:
             "iteration": self.iteration,
             **out.metrics,
             "grad_norm": float(grad_norm),
+            "lr": lr,
             "seconds": time.perf_counter() - t0,
         }
 
@@ -197,19 +233,24 @@ class Trainer:
             "Lower the learning rate, enable clipping, or check the reward's gradient."
         )
 
-    def fit(self, *, resume: bool = True, progress: bool = True) -> list[dict]:
-        """Run to ``config.iterations`` (resuming from ``run_dir`` if a checkpoint is there)."""
+    def fit(
+        self, *, resume: bool = True, progress: bool = True, until: int | None = None
+    ) -> list[dict]:
+        """Run to ``config.iterations`` (resuming from ``run_dir`` if a checkpoint is there).
+        ``until`` stops earlier, as an interruption would (the learning-rate schedule still
+        spans ``config.iterations``)."""
         cfg = self.config
         if resume:
             self.load_checkpoint()
+        stop = cfg.iterations if until is None else min(until, cfg.iterations)
         history = []
         bar = tqdm(
             total=cfg.iterations, initial=self.iteration, disable=not progress, desc="fine-tune"
         )
-        while self.iteration < cfg.iterations:
+        while self.iteration < stop:
             rec = self.step()
             history.append(rec)
-            if self.iteration % cfg.log_every == 0 or self.iteration == cfg.iterations:
+            if self.iteration % cfg.log_every == 0 or self.iteration == stop:
                 self._log(rec)
             if cfg.checkpoint_every and self.iteration % cfg.checkpoint_every == 0:
                 self.save_checkpoint()

@@ -73,6 +73,7 @@ def finetune(cfg: RunConfig, run_dir: str | Path, *, progress: bool = True) -> P
     _, model, trainer = build_run(cfg)
     trainer.run_dir = run_dir
     trainer.fit(resume=True, progress=progress)
+    trainer.load_ema_into_model()  # the exported weights are the EMA's when EMA is on
     out = run_dir / "model.safetensors"
     tmp = run_dir / "model.safetensors.tmp"
     save_file({k: v.contiguous() for k, v in model.net.state_dict().items()}, str(tmp))

@@ -1,0 +1,2 @@
+# Root Snakefile: the pipeline lives in workflow/.
+include: "workflow/Snakefile"
