@@ -4,7 +4,10 @@ Time runs from noise (t = 0, ``N(0, I)``) to data (t = 1); the reference path is
 ``X_t = beta_t X_0 + alpha_t X_1``. See the README for the symbol table.
 """
 
+from am.api import finetune
 from am.diffusion import ConstantDiffusion, MemorylessDiffusion, make_diffusion
+from am.loss import StepSubset
+from am.methods import AdjointMatchingConfig
 from am.schedules import (
     CosineSchedule,
     DiscreteVPSchedule,
@@ -13,8 +16,13 @@ from am.schedules import (
     make_schedule,
 )
 from am.sde import DDPMStep, EulerMaruyama, Trajectory, sample, simulate, uniform_grid
+from am.train import TrainConfig
 
 __all__ = [
+    "AdjointMatchingConfig",
+    "StepSubset",
+    "TrainConfig",
+    "finetune",
     "ConstantDiffusion",
     "CosineSchedule",
     "DDPMStep",

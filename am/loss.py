@@ -7,8 +7,12 @@ On a trajectory ``X_0 .. X_K`` of the current (frozen) fine-tuned process and it
 
 averaged over the batch, where ``u_theta = c_k (v_theta - v_base)`` (:func:`am.sde.control_coefficient`),
 ``o`` is the stepper's ``target_adjoint_offset`` (1 for Euler-Maruyama, 0 for the DDPM step) and
-``w_k`` the time weighting: ``"uniform"`` (the paper) or ``"drift"`` (``sigma_k^2``, i.e. regressing
-the drift difference ``b_ft - b_base`` on ``-sigma^2 a`` as some implementations do). ``1/|S|``
+``w_k`` the time weighting (:data:`WEIGHTINGS`): ``"uniform"`` (the paper), ``"drift"``
+(``sigma_k^2``: regressing the drift difference ``b_ft - b_base`` on ``-sigma^2 a``, as some
+implementations do) or ``"adjoint"`` (``1 / sigma_k^2``: regressing ``u / sigma`` on ``-a``, which
+down-weights the early steps where ``sigma`` is large and the targets' variance with it). The
+weighting moves no fixed point (each step's minimiser is its conditional mean), only where the
+regression noise goes. ``1/|S|``
 makes the sum an estimate of the time integral on a uniform grid up to the constant ``1/2``.
 Only ``u_theta`` carries gradient: trajectory and adjoints are constants.
 
@@ -19,6 +23,7 @@ last ``num_last`` steps; Appendix G uses 10 of the first 75 % plus the last 10 o
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import torch
@@ -26,7 +31,11 @@ from torch import Tensor
 
 __all__ = ["StepSubset", "WEIGHTINGS", "adjoint_matching_loss", "LossTerms"]
 
-WEIGHTINGS = ("uniform", "drift")
+WEIGHTINGS: dict[str, Callable[[Tensor], Tensor]] = {
+    "uniform": torch.ones_like,
+    "drift": lambda sigma: sigma**2,
+    "adjoint": lambda sigma: sigma**-2,
+}
 
 
 @dataclass(frozen=True)

@@ -67,7 +67,9 @@ class AdjointMatchingConfig:
         if self.adjoint not in ("lean", "full"):
             raise ValueError(f"adjoint must be 'lean' or 'full', got {self.adjoint!r}")
         if self.weighting not in WEIGHTINGS:
-            raise ValueError(f"weighting must be one of {WEIGHTINGS}, got {self.weighting!r}")
+            raise ValueError(
+                f"weighting must be one of {sorted(WEIGHTINGS)}, got {self.weighting!r}"
+            )
         if self.clip_multiplier is not None and not self.clip_multiplier > 0:
             raise ValueError(f"clip_multiplier must be > 0 or null, got {self.clip_multiplier!r}")
         if not isinstance(self.steps, StepSubset):
@@ -123,7 +125,7 @@ class AdjointMatching(Method):
             adj = full_adjoint(prob.base, model, traj, **kwargs)
 
         # 3. Regression on the chosen steps, one batched forward of the fine-tuned model.
-        M, B = steps.numel(), batch_size
+        B = batch_size
         x = traj.states[steps]  # [M, B, *shape]
         t = times[steps]
         v_ft = model(x.flatten(0, 1), t.repeat_interleave(B)).reshape(x.shape)
@@ -131,9 +133,7 @@ class AdjointMatching(Method):
         sigma = traj.sigmas[steps].reshape(sv.t.shape)
         control = control_coefficient(sv, sigma) * (v_ft - adj.base_velocity[steps])
         target = -sigma * adj.adjoints[steps + self.stepper.target_adjoint_offset]
-        weights = torch.ones(M, dtype=dtype, device=device)
-        if cfg.weighting == "drift":
-            weights = traj.sigmas[steps] ** 2
+        weights = WEIGHTINGS[cfg.weighting](traj.sigmas[steps])
         clip = None if cfg.clip_multiplier is None else cfg.clip_multiplier * prob.reward_scale**2
         out = adjoint_matching_loss(control, target=target, weights=weights, clip=clip)
         metrics = {

@@ -1,6 +1,5 @@
 """Collect every run's eval.json into results tables (CSV and Markdown) with pandas."""
 
-from __future__ import annotations
 
 import json
 import os

@@ -1,0 +1,200 @@
+"""Cost of one Adjoint Matching iteration against sampling and against its pass-count floor.
+
+Run: ``python benchmarks/bench_adjoint_matching.py`` (``--help`` for sizes). Prints, measured
+side by side in one process:
+
+1. time of one AM iteration / time of sampling the same batch with the same number of steps,
+   next to the *floor*: the summed cost of the passes the algorithm cannot avoid, each timed in
+   isolation on the same model and batch:
+     K rollout forwards of the fine-tuned model (no grad)
+   + K base forward+VJP pairs (the lean adjoint)
+   + one forward+backward of the fine-tuned model on the M subsampled steps (the regression;
+     the base outputs it needs are reused from the adjoint pass, not recomputed)
+   + the reward's forward+backward at X_K.
+2. peak memory of one iteration at several K, each in a fresh subprocess (``ru_maxrss`` minus
+   the same process's high-water mark before the iteration), next to the bytes of the stored
+   trajectory, noises, adjoints and base velocities (4 tensors of ``[K, B, d]``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import resource
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from am.loss import StepSubset  # noqa: E402
+from am.methods import AdjointMatching, AdjointMatchingConfig, FineTuningProblem  # noqa: E402
+from am.models import TimeMLP, finetunable_copy  # noqa: E402
+from am.rewards import QuadraticReward  # noqa: E402
+from am.schedules import FlowMatchingSchedule  # noqa: E402
+from am.sde import sample  # noqa: E402
+from am.diffusion import MemorylessDiffusion  # noqa: E402
+
+
+def build(dim: int, hidden: int, K: int, subset: StepSubset):
+    torch.manual_seed(0)
+    base = TimeMLP(dim, hidden, 3).requires_grad_(False)
+    model = finetunable_copy(base)
+    reward = QuadraticReward(torch.ones(dim), torch.eye(dim))
+    problem = FineTuningProblem(
+        base=base,
+        reward=reward,
+        schedule=FlowMatchingSchedule(),
+        sample_shape=(dim,),
+        reward_scale=1.0,
+    )
+    method = AdjointMatching(AdjointMatchingConfig(num_steps=K, steps=subset), problem)
+    return base, model, reward, problem, method
+
+
+def timeit(fn, repeats: int) -> float:
+    fn()  # warm-up
+    out = []
+    for _ in range(repeats):
+        t0 = time.perf_counter()
+        fn()
+        out.append(time.perf_counter() - t0)
+    return statistics.median(out)
+
+
+def time_ratios(dim, hidden, batch, K, repeats) -> dict:
+    subset = StepSubset("paper", num_random=K // 4, num_last=K // 4)
+    base, model, reward, problem, method = build(dim, hidden, K, subset)
+    M = subset.select(K, torch.Generator().manual_seed(0)).numel()
+    x = torch.randn(batch, dim)
+    t = torch.full((batch,), 0.5)
+    xm = torch.randn(M * batch, dim)
+    tm = torch.rand(M * batch)
+
+    def iteration():
+        out = method.loss(model, batch_size=batch, generator=torch.Generator().manual_seed(1))
+        out.loss.backward()
+        model.zero_grad(set_to_none=True)
+
+    def sampling():
+        sample(
+            model,
+            batch,
+            (dim,),
+            schedule=problem.schedule,
+            num_steps=K,
+            diffusion=MemorylessDiffusion(problem.schedule),
+            generator=torch.Generator().manual_seed(1),
+        )
+
+    def ft_forward():
+        with torch.no_grad():
+            model(x, t)
+
+    def base_vjp():
+        xg = x.clone().requires_grad_(True)
+        torch.autograd.grad(base(xg, t), xg, grad_outputs=torch.ones_like(xg))
+
+    def regression():
+        model(xm, tm).square().sum().backward()
+        model.zero_grad(set_to_none=True)
+
+    def reward_grad():
+        xg = x.clone().requires_grad_(True)
+        torch.autograd.grad(reward(xg).sum(), xg)
+
+    t_iter = timeit(iteration, repeats)
+    t_sample = timeit(sampling, repeats)
+    floor = (
+        K * timeit(ft_forward, 5 * repeats)
+        + K * timeit(base_vjp, 5 * repeats)
+        + timeit(regression, repeats)
+        + timeit(reward_grad, repeats)
+    )
+    return {
+        "K": K,
+        "M": M,
+        "iteration_s": t_iter,
+        "sampling_s": t_sample,
+        "floor_s": floor,
+        "iteration_over_sampling": t_iter / t_sample,
+        "floor_over_sampling": floor / t_sample,
+        "iteration_over_floor": t_iter / floor,
+    }
+
+
+def peak_memory_child(dim, hidden, batch, K) -> dict:
+    subset = StepSubset("paper", num_random=K // 4, num_last=K // 4)
+    _, model, _, _, method = build(dim, hidden, K, subset)
+    before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    out = method.loss(model, batch_size=batch, generator=torch.Generator().manual_seed(1))
+    out.loss.backward()
+    after = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    stored = 4 * (K + 1) * batch * dim * 4  # states, noises, adjoints, base velocities (float32)
+    return {"K": K, "peak_mib": (after - before) / 1024, "stored_mib": stored / 2**20}
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    ap.add_argument("--dim", type=int, default=64)
+    ap.add_argument("--hidden", type=int, default=256)
+    ap.add_argument("--batch", type=int, default=256)
+    ap.add_argument("--steps", type=int, default=40)
+    ap.add_argument("--memory-steps", type=int, nargs="+", default=[10, 40, 100, 200])
+    ap.add_argument("--repeats", type=int, default=5)
+    ap.add_argument("--child", type=int, default=None, help=argparse.SUPPRESS)
+    args = ap.parse_args()
+    torch.set_num_threads(1)
+    if args.child is not None:
+        print(json.dumps(peak_memory_child(args.dim, args.hidden, args.batch, args.child)))
+        return
+
+    print(f"MLP velocity d={args.dim}, hidden={args.hidden}, batch={args.batch}, 1 thread, CPU")
+    r = time_ratios(args.dim, args.hidden, args.batch, args.steps, args.repeats)
+    print(f"\n[time] K={r['K']} steps, loss on M={r['M']} of them")
+    print(f"  sampling (K steps)       {r['sampling_s'] * 1e3:8.1f} ms   1.00x")
+    print(
+        f"  pass-count floor         {r['floor_s'] * 1e3:8.1f} ms   {r['floor_over_sampling']:.2f}x sampling"
+    )
+    print(
+        f"  one AM iteration         {r['iteration_s'] * 1e3:8.1f} ms   {r['iteration_over_sampling']:.2f}x sampling"
+    )
+    print(f"  iteration / floor        {r['iteration_over_floor']:.2f}x   (target <= 1.25x)")
+
+    print("\n[memory] peak RSS growth of one iteration (fresh process per K)")
+    print("     K   peak MiB   stored trajectory+adjoint MiB   peak/stored")
+    rows = []
+    for K in args.memory_steps:
+        cmd = [
+            sys.executable,
+            __file__,
+            "--child",
+            str(K),
+            "--dim",
+            str(args.dim),
+            "--hidden",
+            str(args.hidden),
+            "--batch",
+            str(args.batch),
+        ]
+        row = json.loads(subprocess.run(cmd, check=True, capture_output=True, text=True).stdout)
+        rows.append(row)
+        print(
+            f"  {K:4d}   {row['peak_mib']:8.1f}   {row['stored_mib']:28.1f}   {row['peak_mib'] / row['stored_mib']:.2f}"
+        )
+    if len(rows) > 1:
+        a, b = rows[0], rows[-1]
+        growth = (b["peak_mib"] - a["peak_mib"]) / (b["stored_mib"] - a["stored_mib"])
+        print(
+            f"  growth of peak per MiB of stored states from K={a['K']} to K={b['K']}: {growth:.2f}"
+        )
+
+
+if __name__ == "__main__":
+    main()
