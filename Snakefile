@@ -6,4 +6,4 @@ rule all:
     default_target: True
     input:
         rules.table.output,
-        rules.figure2.output,
+        expand(f"{RESULTS}/figure2_{{problem}}.{{ext}}", problem=config["grid"]["problems"], ext=["png", "pdf"]),

@@ -15,12 +15,13 @@ step map (the fine-tuned model's step) plus the running cost ``h |u|^2 / 2``.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import torch
 from torch import Tensor
 
-from am.schedules import Schedule
+from am.schedules import Schedule, ScheduleValues
 from am.sde import Stepper, Trajectory, Velocity, control_coefficient
 
 __all__ = ["AdjointResult", "terminal_adjoint", "lean_adjoint", "full_adjoint"]
@@ -50,16 +51,57 @@ def terminal_adjoint(reward, x1: Tensor, reward_scale: float) -> tuple[Tensor, T
     return -reward_scale * g, r.detach()
 
 
-def _step_vjp(fn, x: Tensor, cotangent: Tensor) -> tuple[Tensor, Tensor]:
-    """``(J^T cotangent, aux)`` for ``fn(x) -> (out, aux)`` with ``J = d out / d x``."""
-    with torch.enable_grad():
-        xg = x.detach().requires_grad_(True)
-        out, scalar_extra, aux = fn(xg)
-        total = (out * cotangent).sum()
-        if scalar_extra is not None:
-            total = total + scalar_extra
-        (g,) = torch.autograd.grad(total, xg)
-    return g, aux.detach()
+@dataclass(frozen=True)
+class _Step:
+    """What a step's VJP needs: index ``k``, schedule values at ``t_k, t_{k+1}``, ``t_k``
+    expanded to the batch, the step's diffusion, size and noise."""
+
+    k: int
+    sv: ScheduleValues
+    sv_next: ScheduleValues
+    t: Tensor
+    sigma: Tensor
+    h: Tensor
+    noise: Tensor
+
+
+# A step's map for the VJP: x -> (X_{k+1}, extra scalar cost or None, base velocity at x).
+StepMap = Callable[[Tensor, _Step], tuple[Tensor, Tensor | None, Tensor]]
+
+
+def _backward(
+    step_map: StepMap,
+    trajectory: Trajectory,
+    schedule: Schedule,
+    terminal: Tensor,
+    first_step: int,
+) -> AdjointResult:
+    """``a_k = d/dX_k [ <step_map(X_k), a_{k+1}> + extra(X_k) ]`` from ``a_K = terminal`` down to
+    ``first_step``; one small graph per step, w.r.t. ``X_k`` only, freed right after."""
+    K = trajectory.num_steps
+    if not 0 <= first_step <= K:
+        raise ValueError(f"first_step must be in [0, {K}], got {first_step}")
+    states, times = trajectory.states, trajectory.times
+    adjoints = torch.zeros_like(states)
+    base_v = torch.zeros_like(trajectory.noises)
+    adjoints[K] = a = terminal
+    for k in range(K - 1, first_step - 1, -1):
+        step = _Step(
+            k=k,
+            sv=schedule(times[k]),
+            sv_next=schedule(times[k + 1]),
+            t=times[k].expand(states.shape[1]),
+            sigma=trajectory.sigmas[k],
+            h=times[k + 1] - times[k],
+            noise=trajectory.noises[k],
+        )
+        with torch.enable_grad():
+            x = states[k].detach().requires_grad_(True)
+            out, extra, v_base = step_map(x, step)
+            total = (out * a).sum() if extra is None else (out * a).sum() + extra
+            (a,) = torch.autograd.grad(total, x)
+        adjoints[k], base_v[k] = a, v_base.detach()
+    return AdjointResult(adjoints, base_v, first_step)
 
 
 def lean_adjoint(
@@ -73,29 +115,13 @@ def lean_adjoint(
 ) -> AdjointResult:
     """Lean adjoint by exact VJPs of the base step map, from ``a_K = terminal [B, *shape]`` back to
     ``a_{first_step}`` (steps below ``first_step`` are not needed by the loss and are skipped)."""
-    K = trajectory.num_steps
-    if not 0 <= first_step <= K:
-        raise ValueError(f"first_step must be in [0, {K}], got {first_step}")
-    states, times = trajectory.states, trajectory.times
-    batch = states.shape[1]
-    adjoints = torch.zeros_like(states)
-    base_v = torch.zeros_like(trajectory.noises)
-    adjoints[K] = terminal
-    a = terminal
-    for k in range(K - 1, first_step - 1, -1):
-        sv, sv_next = schedule(times[k]), schedule(times[k + 1])
-        tk = times[k].expand(batch)
 
-        def step_fn(x, k=k, sv=sv, sv_next=sv_next, tk=tk):
-            v = base(x, tk)
-            out = stepper.step(
-                x, v, sv=sv, sv_next=sv_next, sigma=trajectory.sigmas[k], noise=trajectory.noises[k]
-            )
-            return out, None, v
+    def base_step(x: Tensor, s: _Step):
+        v = base(x, s.t)
+        out = stepper.step(x, v, sv=s.sv, sv_next=s.sv_next, sigma=s.sigma, noise=s.noise)
+        return out, None, v
 
-        a, base_v[k] = _step_vjp(step_fn, states[k], a)
-        adjoints[k] = a
-    return AdjointResult(adjoints, base_v, first_step)
+    return _backward(base_step, trajectory, schedule, terminal, first_step)
 
 
 def full_adjoint(
@@ -112,25 +138,11 @@ def full_adjoint(
     the fine-tuned model's step Jacobian and ``u = c (v_ft - v_base)`` (see
     :func:`am.sde.control_coefficient`). Its regression target gives the continuous-adjoint
     gradient (Eq. 13). Gradients are taken w.r.t. states only, never parameters."""
-    K = trajectory.num_steps
-    states, times = trajectory.states, trajectory.times
-    batch = states.shape[1]
-    adjoints = torch.zeros_like(states)
-    base_v = torch.zeros_like(trajectory.noises)
-    adjoints[K] = terminal
-    a = terminal
-    for k in range(K - 1, first_step - 1, -1):
-        sv, sv_next = schedule(times[k]), schedule(times[k + 1])
-        tk, sigma, h = times[k].expand(batch), trajectory.sigmas[k], times[k + 1] - times[k]
 
-        def step_fn(x, k=k, sv=sv, sv_next=sv_next, tk=tk, sigma=sigma, h=h):
-            v_ft, v_b = model(x, tk), base(x, tk)
-            out = stepper.step(
-                x, v_ft, sv=sv, sv_next=sv_next, sigma=sigma, noise=trajectory.noises[k]
-            )
-            u = control_coefficient(sv, sigma) * (v_ft - v_b)
-            return out, 0.5 * h * (u**2).sum(), v_b
+    def controlled_step(x: Tensor, s: _Step):
+        v_ft, v_b = model(x, s.t), base(x, s.t)
+        out = stepper.step(x, v_ft, sv=s.sv, sv_next=s.sv_next, sigma=s.sigma, noise=s.noise)
+        u = control_coefficient(s.sv, s.sigma) * (v_ft - v_b)
+        return out, 0.5 * s.h * (u**2).sum(), v_b
 
-        a, base_v[k] = _step_vjp(step_fn, states[k], a)
-        adjoints[k] = a
-    return AdjointResult(adjoints, base_v, first_step)
+    return _backward(controlled_step, trajectory, schedule, terminal, first_step)

@@ -213,20 +213,23 @@ def simulate(
     times = times.to(dtype=x0.dtype, device=x0.device)
     _check(x0, times)
     sigmas = diffusion.on_grid(times).to(x0.dtype)
-    batch = x0.shape[0]
+    batch, K = x0.shape[0], times.numel() - 1
+    if keep_trajectory:  # preallocated: no list-then-stack copy of the whole trajectory
+        states = x0.new_empty((K + 1, *x0.shape))
+        noises = x0.new_empty((K, *x0.shape))
+        states[0] = x0
     x = x0
-    states, noises = [x0], []
-    for k in range(times.numel() - 1):
+    for k in range(K):
         sv, sv_next = schedule(times[k]), schedule(times[k + 1])
         v = velocity(x, times[k].expand(batch))
         noise = torch.randn(x.shape, generator=generator, dtype=x.dtype, device=x.device)
         x = stepper.step(x, v, sv=sv, sv_next=sv_next, sigma=sigmas[k], noise=noise)
         if keep_trajectory:
-            states.append(x)
-            noises.append(noise)
+            states[k + 1] = x
+            noises[k] = noise
     if not keep_trajectory:
         return x
-    return Trajectory(torch.stack(states), times, torch.stack(noises), sigmas)
+    return Trajectory(states, times, noises, sigmas)
 
 
 def sample(

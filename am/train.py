@@ -43,7 +43,7 @@ class TrainConfig:
     lr_schedule: str = "constant"
     betas: tuple[float, float] = (0.9, 0.999)
     weight_decay: float = 0.0
-    grad_clip: float | None = 1.0
+    grad_clip: float | None = None
     ema_decay: float | None = None
     checkpoint_every: int = 0
     log_every: int = 1

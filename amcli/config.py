@@ -186,7 +186,12 @@ def build_dataclass(cls: type, data: Any, key: str = "") -> Any:
     try:
         return cls(**kwargs)
     except (ValueError, TypeError) as e:
-        raise ConfigError(f"{where}: {e}") from None
+        msg = str(e)
+        # "num_steps must be ..." from __post_init__ -> "method.num_steps: num_steps must be ..."
+        first = msg.split(" ", 1)[0].split(".")[-1]
+        if first in names:
+            where = f"{key}.{first}" if key else first
+        raise ConfigError(f"{where}: {msg}") from None
 
 
 def parse_run_config(data: dict) -> RunConfig:

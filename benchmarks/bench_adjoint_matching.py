@@ -11,33 +11,33 @@ side by side in one process:
    + one forward+backward of the fine-tuned model on the M subsampled steps (the regression;
      the base outputs it needs are reused from the adjoint pass, not recomputed)
    + the reward's forward+backward at X_K.
-2. peak memory of one iteration at several K, each in a fresh subprocess (``ru_maxrss`` minus
-   the same process's high-water mark before the iteration), next to the bytes of the stored
-   trajectory, noises, adjoints and base velocities (4 tensors of ``[K, B, d]``).
+2. peak memory growth (current RSS sampled every ms, over the warmed-up process) of one
+   iteration at several K, each in a fresh process, with the
+   loss on a fixed number of steps, next to the bytes of the stored trajectory, noises, adjoints
+   and base velocities (4 tensors of ``[K, B, d]``): the peak should grow by no more than those.
 """
 
 from __future__ import annotations
 
 import argparse
+import gc
 import json
-import resource
+import os
 import statistics
 import subprocess
 import sys
+import threading
 import time
-from pathlib import Path
 
 import torch
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
-from am.loss import StepSubset  # noqa: E402
-from am.methods import AdjointMatching, AdjointMatchingConfig, FineTuningProblem  # noqa: E402
-from am.models import TimeMLP, finetunable_copy  # noqa: E402
-from am.rewards import QuadraticReward  # noqa: E402
-from am.schedules import FlowMatchingSchedule  # noqa: E402
-from am.sde import sample  # noqa: E402
-from am.diffusion import MemorylessDiffusion  # noqa: E402
+from am.diffusion import MemorylessDiffusion
+from am.loss import StepSubset
+from am.methods import AdjointMatching, AdjointMatchingConfig, FineTuningProblem
+from am.models import TimeMLP, finetunable_copy
+from am.rewards import QuadraticReward
+from am.schedules import FlowMatchingSchedule
+from am.sde import sample
 
 
 def build(dim: int, hidden: int, K: int, subset: StepSubset):
@@ -128,14 +128,36 @@ def time_ratios(dim, hidden, batch, K, repeats) -> dict:
 
 
 def peak_memory_child(dim, hidden, batch, K) -> dict:
-    subset = StepSubset("paper", num_random=K // 4, num_last=K // 4)
-    _, model, _, _, method = build(dim, hidden, K, subset)
-    before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-    out = method.loss(model, batch_size=batch, generator=torch.Generator().manual_seed(1))
-    out.loss.backward()
-    after = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    # The paper's subset: 10 random steps of the first 75 % plus the last 10, M = 20 at every K,
+    # so the regression's graph is the same size and only the stored states grow with K.
+    _, model, _, _, method = build(dim, hidden, K, StepSubset("paper"))
+    page = os.sysconf("SC_PAGE_SIZE")
+
+    def rss() -> int:
+        with open("/proc/self/statm") as f:
+            return int(f.read().split()[1]) * page
+
+    def iteration():
+        out = method.loss(model, batch_size=batch, generator=torch.Generator().manual_seed(1))
+        out.loss.backward()
+
+    iteration()  # warm-up: allocator pools and lazy initialisation
+    model.zero_grad(set_to_none=True)
+    gc.collect()
+    base, peak, done = rss(), [0], threading.Event()
+
+    def watch():  # the process's current RSS, sampled every millisecond during the iteration
+        while not done.is_set():
+            peak[0] = max(peak[0], rss())
+            time.sleep(0.001)
+
+    th = threading.Thread(target=watch)
+    th.start()
+    iteration()
+    done.set()
+    th.join()
     stored = 4 * (K + 1) * batch * dim * 4  # states, noises, adjoints, base velocities (float32)
-    return {"K": K, "peak_mib": (after - before) / 1024, "stored_mib": stored / 2**20}
+    return {"K": K, "peak_mib": (max(peak[0], rss()) - base) / 2**20, "stored_mib": stored / 2**20}
 
 
 def main() -> None:
@@ -167,9 +189,14 @@ def main() -> None:
     )
     print(f"  iteration / floor        {r['iteration_over_floor']:.2f}x   (target <= 1.25x)")
 
-    print("\n[memory] peak RSS growth of one iteration (fresh process per K)")
-    print("     K   peak MiB   stored trajectory+adjoint MiB   peak/stored")
-    rows = []
+    print(
+        "\n[memory] peak RSS growth during one iteration over the warmed-up process (fresh process per K),"
+    )
+    print("         loss on the paper's 20 steps at every K")
+    print(
+        "     K   peak MiB   stored trajectory+adjoint MiB   growth since previous K: peak / stored"
+    )
+    prev = None
     for K in args.memory_steps:
         cmd = [
             sys.executable,
@@ -184,16 +211,15 @@ def main() -> None:
             str(args.batch),
         ]
         row = json.loads(subprocess.run(cmd, check=True, capture_output=True, text=True).stdout)
-        rows.append(row)
-        print(
-            f"  {K:4d}   {row['peak_mib']:8.1f}   {row['stored_mib']:28.1f}   {row['peak_mib'] / row['stored_mib']:.2f}"
-        )
-    if len(rows) > 1:
-        a, b = rows[0], rows[-1]
-        growth = (b["peak_mib"] - a["peak_mib"]) / (b["stored_mib"] - a["stored_mib"])
-        print(
-            f"  growth of peak per MiB of stored states from K={a['K']} to K={b['K']}: {growth:.2f}"
-        )
+        growth = ""
+        if prev is not None:
+            d_peak, d_stored = (
+                row["peak_mib"] - prev["peak_mib"],
+                row["stored_mib"] - prev["stored_mib"],
+            )
+            growth = f"{d_peak:7.1f} / {d_stored:5.1f} MiB"
+        print(f"  {K:4d}   {row['peak_mib']:8.1f}   {row['stored_mib']:28.1f}   {growth}")
+        prev = row
 
 
 if __name__ == "__main__":

@@ -2,7 +2,6 @@
 training diffusion (memoryless vs constant sigma), one row per sampler (ODE, memoryless SDE).
 1-D problems get histograms; higher dimensions a 2-D scatter of the first two coordinates."""
 
-
 import json
 import os
 from pathlib import Path

@@ -1,6 +1,5 @@
 """Collect every run's eval.json into results tables (CSV and Markdown) with pandas."""
 
-
 import json
 import os
 from pathlib import Path

@@ -1,0 +1,68 @@
+"""Config parsing at the YAML edge: unknown keys, bad values and types name the dotted key."""
+
+import pytest
+import yaml
+
+from amcli.__main__ import main
+from amcli.config import ConfigError, parse_run_config, run_config_to_dict
+from baselines import METHODS
+from workflow.scripts.grid import all_runs, run_config_dict, validate_grid
+
+
+def test_defaults_and_round_trip():
+    cfg = parse_run_config(
+        {"method": {"name": "adjoint_matching", "num_steps": 12, "steps": {"mode": "paper"}}}
+    )
+    assert cfg.method_config.num_steps == 12 and cfg.method_config.steps.mode == "paper"
+    again = parse_run_config(yaml.safe_load(yaml.safe_dump(run_config_to_dict(cfg))))
+    assert again == cfg
+
+
+@pytest.mark.parametrize(
+    "data, key",
+    [
+        ({"train": {"lr": "abc"}}, "train.lr"),
+        ({"train": {"iterations": -5}}, "train.iterations"),
+        ({"train": {"iterations": 2.5}}, "train.iterations"),
+        ({"problem": {"reward_scale": "lambda"}}, "problem.reward_scale"),
+        ({"problem": {"reward_scale": float("nan")}}, "reward_scale"),
+        ({"problem": {"schedule": "linear"}}, "unknown schedule 'linear'"),
+        ({"problem": {"name": "gmm3d"}}, "unknown problem 'gmm3d'"),
+        ({"method": {"num_steps": -1}}, "num_steps"),
+        ({"method": {"num_stepz": 10}}, "unknown key(s) ['num_stepz']"),
+        ({"method": {"name": "draft"}}, "method.name: unknown method 'draft'; valid"),
+        ({"method": {"steps": {"mode": "most"}}}, "method.steps"),
+        ({"method": {"diffusion": "ddim"}}, "method.diffusion"),
+        ({"trian": {}}, "unknown key(s) ['trian']"),
+        ({"eval": {"samplers": ["ode", "sde"]}}, "sampler"),
+    ],
+)
+def test_bad_values_name_the_key(data, key):
+    with pytest.raises(ConfigError) as err:
+        parse_run_config(data)
+    assert key in str(err.value)
+
+
+def test_yaml_exponent_without_dot_is_a_number():
+    assert parse_run_config({"train": {"lr": "3e-4"}}).train.lr == 3e-4
+
+
+def test_cli_check_reports_bad_config(tmp_path, capsys):
+    p = tmp_path / "run.yaml"
+    p.write_text("train: {batch_size: 0}\n")
+    assert main(["check", str(p)]) == 2
+    assert "train" in capsys.readouterr().err
+
+
+def test_registry_and_grid():
+    assert "adjoint_matching" in METHODS
+    config = yaml.safe_load(open("config/config.yaml"))
+    runs = all_runs(config)
+    assert len(runs) == 9 and {r["diffusion"] for r in runs} == {"memoryless", "sigma0.2", "sigma1"}
+    validate_grid(config)
+    d = run_config_dict(config, "gmm1d_linear", "adjoint_matching", "sigma0.2", 3)
+    cfg = parse_run_config(d)
+    assert cfg.method_config.diffusion == 0.2 and cfg.train.seed == 3
+    config["defaults"]["train"]["lr"] = -1
+    with pytest.raises(ConfigError, match="train"):
+        validate_grid(config)
