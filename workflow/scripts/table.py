@@ -63,9 +63,24 @@ def main(inputs: list[str], csv: str, md: str) -> None:
         "Distance of fine-tuned samples to the exact tilted target (`distance`), next to the\n"
         "sampling-noise floor (two independent target samples of the same size) and the base\n"
         "model's distance. `train_diffusion`: sigma used while fine-tuning; `sampler`: how the\n"
-        "fine-tuned velocity is sampled afterwards. Regenerate: `bash scripts/reproduce.sh`.\n\n"
+        "fine-tuned velocity is sampled afterwards; `reward`: mean reward of those samples.\n"
+        "Full columns in the CSV. Regenerate: `bash scripts/reproduce.sh`.\n\n"
     )
-    write_atomic(md, header + table.to_markdown(index=False, floatfmt=".4g") + "\n")
+    cols = [
+        "problem",
+        "method",
+        "train_diffusion",
+        "sampler",
+        "metric",
+        "distance",
+        "noise_floor",
+        "ratio_to_floor",
+        "base_distance",
+        "reward",
+        "target_reward",
+        "base_reward",
+    ]
+    write_atomic(md, header + table[cols].to_markdown(index=False, floatfmt=".3g") + "\n")
 
 
 if "snakemake" in globals():
