@@ -83,6 +83,15 @@ def iteration_generator(seed: int, iteration: int, device="cpu") -> torch.Genera
     return g
 
 
+def _plain(v):
+    """Tuples and lists compare equal (a checkpoint round-trip may turn one into the other)."""
+    if isinstance(v, (list, tuple)):
+        return [_plain(x) for x in v]
+    if isinstance(v, dict):
+        return {k: _plain(x) for k, x in v.items()}
+    return v
+
+
 def _atomic_torch_save(obj, path: Path) -> None:
     tmp = path.with_suffix(path.suffix + ".tmp")
     torch.save(obj, tmp)
@@ -128,6 +137,7 @@ class Trainer:
             "ema": self.ema,
             "torch_rng": torch.get_rng_state(),
             "config": asdict(self.config),
+            "method_config": asdict(self.method.config),
         }
 
     def save_checkpoint(self) -> None:
@@ -140,6 +150,20 @@ class Trainer:
         if path is None or not path.exists():
             return False
         state = torch.load(path, map_location="cpu", weights_only=True)
+        # Resuming under another config would silently mix two runs: refuse, naming the keys.
+        mine = {"train": asdict(self.config), "method": asdict(self.method.config)}
+        theirs = {"train": state.get("config"), "method": state.get("method_config")}
+        diff = [
+            f"{part}.{k}"
+            for part in mine
+            for k in mine[part]
+            if theirs[part] is None or _plain(theirs[part].get(k)) != _plain(mine[part][k])
+        ]
+        if diff:
+            raise ValueError(
+                f"checkpoint {path} was written under a different config ({', '.join(diff)}); "
+                "resume with the same config or start in a new run directory"
+            )
         self.model.load_state_dict(state["model"])
         self.optimizer.load_state_dict(state["optimizer"])
         if self.ema is not None and state["ema"] is not None:

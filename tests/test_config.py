@@ -66,3 +66,20 @@ def test_registry_and_grid():
     config["defaults"]["train"]["lr"] = -1
     with pytest.raises(ConfigError, match="train"):
         validate_grid(config)
+
+
+def test_finetune_restarts_when_the_run_config_changes(tmp_path, capsys):
+    from amcli.run import finetune
+
+    small = {
+        "method": {"num_steps": 4},
+        "model": {"hidden": 8, "depth": 1, "time_features": 2},
+        "train": {"iterations": 2, "batch_size": 8, "checkpoint_every": 1},
+    }
+    finetune(parse_run_config(small), tmp_path, progress=False)
+    small["train"]["lr"] = 5e-4
+    small["train"]["iterations"] = 3
+    finetune(parse_run_config(small), tmp_path, progress=False)
+    assert "starting the run afresh" in capsys.readouterr().err
+    lines = (tmp_path / "metrics.jsonl").read_text().splitlines()
+    assert [yaml.safe_load(x)["iteration"] for x in lines] == [1, 2, 3]

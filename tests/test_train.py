@@ -139,3 +139,11 @@ def test_bad_method_config():
             sample_shape=(1,),
             reward_scale="1",
         )
+
+
+def test_resume_refuses_a_checkpoint_from_another_config(tmp_path):
+    model, method, cfg = build(checkpoint_every=1)
+    Trainer(method, model, cfg, tmp_path).fit(progress=False, until=2)
+    m2, method2, cfg2 = build(checkpoint_every=1, lr=5e-4)
+    with pytest.raises(ValueError, match="different config.*train.lr"):
+        Trainer(method2, m2, cfg2, tmp_path).fit(progress=False)
