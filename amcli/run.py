@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import json
 import os
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -67,9 +68,15 @@ def finetune(cfg: RunConfig, run_dir: str | Path, *, progress: bool = True) -> P
     """Train (resuming from ``run_dir/checkpoint.pt`` if present); returns the model path."""
     run_dir = Path(run_dir)
     run_dir.mkdir(parents=True, exist_ok=True)
-    atomic_write_text(
-        run_dir / "config.yaml", yaml.safe_dump(run_config_to_dict(cfg), sort_keys=False)
-    )
+    text = yaml.safe_dump(run_config_to_dict(cfg), sort_keys=False)
+    old = run_dir / "config.yaml"
+    if old.exists() and old.read_text() != text:
+        # The run's config changed (e.g. the workflow grid was edited): start this run afresh
+        # instead of resuming a checkpoint trained under the old config.
+        for stale in ("checkpoint.pt", "metrics.jsonl", "model.safetensors", "eval.json"):
+            (run_dir / stale).unlink(missing_ok=True)
+        print(f"config of {run_dir} changed: starting the run afresh", file=sys.stderr)
+    atomic_write_text(old, text)
     _, model, trainer = build_run(cfg)
     trainer.run_dir = run_dir
     trainer.fit(resume=True, progress=progress)
