@@ -15,6 +15,7 @@ biases the last steps (DESIGN.md section 3).
 
 from __future__ import annotations
 
+from abc import ABC, abstractmethod
 from collections.abc import Callable
 
 import torch
@@ -31,13 +32,14 @@ __all__ = [
 ]
 
 
-class Diffusion:
+class Diffusion(ABC):
     """Base class. Subclasses implement :meth:`__call__` (pointwise) and may refine :meth:`on_grid`."""
 
     memoryless: bool = False
 
-    def __call__(self, t: Tensor) -> Tensor:  # pragma: no cover - abstract
-        raise NotImplementedError
+    @abstractmethod
+    def __call__(self, t: Tensor) -> Tensor:
+        """``sigma(t)``, elementwise."""
 
     def on_grid(self, times: Tensor) -> Tensor:
         """Values on steps ``[t_k, t_{k+1}]``: ``times [K+1] -> sigma [K]`` (left end)."""

@@ -20,6 +20,7 @@ endpoint-prediction formulas used by :mod:`am.sde`.
 from __future__ import annotations
 
 import math
+from abc import ABC, abstractmethod
 from dataclasses import dataclass
 
 import torch
@@ -86,13 +87,14 @@ class ScheduleValues:
         )
 
 
-class Schedule:
+class Schedule(ABC):
     """Base class: subclasses implement :meth:`values`. Call ``schedule(t)`` for the record."""
 
     name: str = "schedule"
 
-    def values(self, t: Tensor) -> ScheduleValues:  # pragma: no cover - abstract
-        raise NotImplementedError
+    @abstractmethod
+    def values(self, t: Tensor) -> ScheduleValues:
+        """The record at times ``t`` (any shape)."""
 
     def __call__(self, t: Tensor | float) -> ScheduleValues:
         t = torch.as_tensor(t, dtype=torch.get_default_dtype() if not torch.is_tensor(t) else None)
@@ -123,11 +125,13 @@ class VPSchedule(Schedule):
     ``sqrt(abar' / abar)``, the DDPM schedule (DDIM with eta = 1).
     """
 
-    def log_abar(self, t: Tensor) -> Tensor:  # pragma: no cover - abstract
-        raise NotImplementedError
+    @abstractmethod
+    def log_abar(self, t: Tensor) -> Tensor:
+        """``log abar(t)``."""
 
-    def d_log_abar(self, t: Tensor) -> Tensor:  # pragma: no cover - abstract
-        raise NotImplementedError
+    @abstractmethod
+    def d_log_abar(self, t: Tensor) -> Tensor:
+        """``d/dt log abar(t)``."""
 
     def values(self, t: Tensor) -> ScheduleValues:
         la, dla = self.log_abar(t), self.d_log_abar(t)

@@ -24,6 +24,7 @@ Each stepper also fixes which adjoint index the Adjoint Matching target uses
 
 from __future__ import annotations
 
+from abc import ABC, abstractmethod
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -79,16 +80,17 @@ def control_coefficient(sv: ScheduleValues, sigma: Tensor) -> Tensor:
     return 1.0 / sigma + 0.5 * sigma * sv.inv_eta
 
 
-class Stepper:
+class Stepper(ABC):
     """One transition ``X_k -> X_{k+1}`` given the velocity output at ``(X_k, t_k)``."""
 
     name: str = "stepper"
     target_adjoint_offset: int = 1
 
+    @abstractmethod
     def noise_scale(self, sv: ScheduleValues, sv_next: ScheduleValues, sigma: Tensor) -> Tensor:
         """Standard deviation multiplying the step's standard normal noise (scalar tensor)."""
-        raise NotImplementedError  # pragma: no cover
 
+    @abstractmethod
     def step(
         self,
         x: Tensor,
@@ -100,7 +102,6 @@ class Stepper:
         noise: Tensor,
     ) -> Tensor:
         """``x, v, noise [B, *shape]``; ``sv, sv_next`` at scalar times ``t_k, t_{k+1}``."""
-        raise NotImplementedError  # pragma: no cover
 
 
 class EulerMaruyama(Stepper):

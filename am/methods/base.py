@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
 from typing import ClassVar
 
@@ -49,7 +50,7 @@ class LossOutput:
     metrics: dict[str, float] = field(default_factory=dict)
 
 
-class Method:
+class Method(ABC):
     """A fine-tuning method. Subclasses set ``config_class`` (a frozen dataclass) and implement
     :meth:`loss`. Construction validates the config; ``loss`` does all compute."""
 
@@ -64,7 +65,6 @@ class Method:
         self.config = config
         self.problem = problem
 
-    def loss(
-        self, model: nn.Module, *, batch_size: int, generator: torch.Generator
-    ) -> LossOutput:  # pragma: no cover - abstract
-        raise NotImplementedError
+    @abstractmethod
+    def loss(self, model: nn.Module, *, batch_size: int, generator: torch.Generator) -> LossOutput:
+        """One batch of rollouts of ``model`` turned into a loss."""
