@@ -28,6 +28,7 @@ __all__ = [
     "MemorylessDiffusion",
     "ConstantDiffusion",
     "FunctionDiffusion",
+    "ScaledDiffusion",
     "make_diffusion",
 ]
 
@@ -94,6 +95,26 @@ class FunctionDiffusion(Diffusion):
         if not torch.isfinite(out).all() or (out < 0).any():
             raise ValueError("custom diffusion must be finite and >= 0 on the time grid")
         return out
+
+
+class ScaledDiffusion(Diffusion):
+    """``factor * inner``: e.g. Flow-GRPO's noise level ``a`` is ``ScaledDiffusion(memoryless,
+    a / sqrt(2))`` (``a = sqrt(2)`` is memoryless). Grid values (offsets included) are scaled too."""
+
+    def __init__(self, inner: Diffusion, factor: float):
+        if not factor >= 0:
+            raise ValueError(f"diffusion scale factor must be >= 0, got {factor!r}")
+        self.inner, self.factor = inner, float(factor)
+        self.memoryless = inner.memoryless and self.factor == 1.0
+
+    def __call__(self, t: Tensor) -> Tensor:
+        return self.factor * self.inner(t)
+
+    def on_grid(self, times: Tensor) -> Tensor:
+        return self.factor * self.inner.on_grid(times)
+
+    def __repr__(self) -> str:
+        return f"ScaledDiffusion({self.inner!r}, {self.factor})"
 
 
 def make_diffusion(spec: str | float | Diffusion, schedule: Schedule) -> Diffusion:

@@ -1,11 +1,31 @@
-"""The one registry of fine-tuning methods (name -> class)."""
+"""The one registry of fine-tuning methods (name -> class).
+
+The workflow's method names are these keys: registering a class here is all it takes for a new
+method to run in the Snakemake grid and appear in the tables (README, "Add a baseline").
+"""
 
 from __future__ import annotations
 
 from am.methods import AdjointMatching, FineTuningProblem, Method
+from baselines.am_constant_sigma import AdjointMatchingConstantSigma
+from baselines.basic_adjoint_matching import BasicAdjointMatching
+from baselines.discrete_adjoint import DiscreteAdjoint
+from baselines.dpo import OnlineDPO
+from baselines.draft import DRaFT
+from baselines.draft_lv import DRaFTLV
+from baselines.grpo import FlowGRPO
+from baselines.refl import ReFL
 
 METHODS: dict[str, type[Method]] = {
     "adjoint_matching": AdjointMatching,
+    "basic_adjoint_matching": BasicAdjointMatching,
+    "am_constant_sigma": AdjointMatchingConstantSigma,
+    "discrete_adjoint": DiscreteAdjoint,
+    "draft": DRaFT,
+    "draft_lv": DRaFTLV,
+    "refl": ReFL,
+    "dpo": OnlineDPO,
+    "grpo": FlowGRPO,
 }
 
 

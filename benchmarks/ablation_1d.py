@@ -56,6 +56,16 @@ VARIANTS = {
         "train": {"iterations": 3000},
     },
     "adjoint weighting, no clip, K = 100": {"method": {"weighting": "adjoint", "num_steps": 100}},
+    "adjoint weighting, no clip, hidden 256": {
+        "method": {"weighting": "adjoint"},
+        "model": {"hidden": 256},
+    },
+    "adjoint weighting, no clip, K = 100, hidden 256": {
+        "method": {"weighting": "adjoint", "num_steps": 100},
+        "model": {"hidden": 256},
+    },
+    "drift weighting, no clip": {"method": {"weighting": "drift"}},
+    "drift weighting, no clip, K = 100": {"method": {"weighting": "drift", "num_steps": 100}},
 }
 
 

@@ -21,7 +21,7 @@ from torch import nn
 from am.adjoint import full_adjoint, lean_adjoint, terminal_adjoint
 from am.diffusion import make_diffusion
 from am.loss import WEIGHTINGS, StepSubset, adjoint_matching_loss
-from am.methods.base import FineTuningProblem, LossOutput, Method
+from am.methods.base import FineTuningProblem, LossOutput, Method, model_dtype_device
 from am.sde import control_coefficient, make_stepper, simulate, uniform_grid
 
 __all__ = ["AdjointMatchingConfig", "AdjointMatching"]
@@ -74,13 +74,6 @@ class AdjointMatchingConfig:
             raise ValueError(f"clip_multiplier must be > 0 or null, got {self.clip_multiplier!r}")
         if not isinstance(self.steps, StepSubset):
             raise ValueError(f"steps must be a StepSubset, got {type(self.steps).__name__}")
-
-
-def model_dtype_device(model: nn.Module) -> tuple[torch.dtype, torch.device]:
-    p = next(iter(model.parameters()), None)
-    if p is None:
-        return torch.get_default_dtype(), torch.device("cpu")
-    return p.dtype, p.device
 
 
 class AdjointMatching(Method):

@@ -12,7 +12,39 @@ from torch import Tensor, nn
 from am.schedules import Schedule
 from am.sde import Velocity
 
-__all__ = ["FineTuningProblem", "LossOutput", "Method"]
+__all__ = [
+    "FineTuningProblem",
+    "LossOutput",
+    "Method",
+    "check_int",
+    "check_number",
+    "model_dtype_device",
+]
+
+
+def check_int(name: str, value, minimum: int = 1) -> None:
+    """Raise ``ValueError`` naming ``name`` unless ``value`` is an int ``>= minimum``."""
+    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
+        raise ValueError(f"{name} must be an integer >= {minimum}, got {value!r}")
+
+
+def check_number(name: str, value, *, minimum: float | None = None, strict: bool = False) -> None:
+    """Raise ``ValueError`` naming ``name`` unless ``value`` is a finite number above ``minimum``
+    (``> minimum`` with ``strict``, else ``>=``)."""
+    ok = not isinstance(value, bool) and isinstance(value, (int, float)) and value == value
+    if ok and minimum is not None:
+        ok = value > minimum if strict else value >= minimum
+    if not ok:
+        bound = "" if minimum is None else f" {'>' if strict else '>='} {minimum}"
+        raise ValueError(f"{name} must be a number{bound}, got {value!r}")
+
+
+def model_dtype_device(model: nn.Module) -> tuple[torch.dtype, torch.device]:
+    """dtype and device of the first parameter (float default / CPU for parameter-free models)."""
+    p = next(iter(model.parameters()), None)
+    if p is None:
+        return torch.get_default_dtype(), torch.device("cpu")
+    return p.dtype, p.device
 
 
 @dataclass(frozen=True)
