@@ -6,4 +6,5 @@ rule all:
     default_target: True
     input:
         rules.table.output,
+        rules.comparison.output,
         expand(f"{RESULTS}/figure2_{{problem}}.{{ext}}", problem=config["grid"]["problems"], ext=["png", "pdf"]),

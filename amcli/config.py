@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import re
 import types
 import typing
 from dataclasses import dataclass, field
@@ -98,7 +99,8 @@ class EvalConfig:
 @dataclass(frozen=True)
 class RunConfig:
     """One fine-tuning run: problem, method (name + its typed config), model, training, evaluation.
-    In YAML ``method`` is a mapping ``{name: ..., <that method's config fields>}``."""
+    In YAML ``method`` is a mapping ``{name: ..., <that method's config fields>}``; ``tag`` names
+    the setting in tables and paths (the workflow's method tag; empty means the method name)."""
 
     _internal_fields: typing.ClassVar[tuple[str, ...]] = ("method_config",)
 
@@ -108,6 +110,14 @@ class RunConfig:
     model: ModelConfig = field(default_factory=ModelConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
     eval: EvalConfig = field(default_factory=EvalConfig)
+    tag: str = ""
+
+    def __post_init__(self):
+        if not isinstance(self.tag, str) or (self.tag and not _TAG.fullmatch(self.tag)):
+            raise ValueError(f"tag must match {_TAG.pattern} (it becomes a path), got {self.tag!r}")
+
+
+_TAG = re.compile(r"[A-Za-z0-9_.+-]+")
 
 
 def _check_type(value: Any, tp: Any, key: str) -> Any:

@@ -24,7 +24,7 @@ from safetensors.torch import load_file, save_file
 
 from am.diffusion import make_diffusion
 from am.methods import FineTuningProblem
-from am.metrics.distances import noise_floor, sample_distance
+from am.metrics.distances import diversity, noise_floor, sample_distance
 from am.models import ResidualVelocity, TimeMLP
 from am.problems.benchmarks import GroundTruth, make_problem
 from am.schedules import make_schedule
@@ -121,15 +121,19 @@ def evaluate(cfg: RunConfig, run_dir: str | Path) -> dict:
     target = gt.target.sample(n, generator=g)
     base = gt.base.sample(n, generator=g)
 
-    def dist(x):
+    def dist(x, y=target):
         return sample_distance(
-            x, target, metric=metric, generator=torch.Generator().manual_seed(ev.seed + 1)
+            x, y, metric=metric, generator=torch.Generator().manual_seed(ev.seed + 1)
         )
+
+    def div(x):
+        return diversity(x, generator=torch.Generator().manual_seed(ev.seed + 2))
 
     floor = noise_floor(gt.target.sample, n, metric=metric, generator=g, repeats=ev.floor_repeats)
     result = {
         "problem": cfg.problem.name,
         "method": cfg.method,
+        "tag": cfg.tag or cfg.method,
         "diffusion": str(getattr(cfg.method_config, "diffusion", "")),
         "seed": cfg.train.seed,
         "reward_scale": cfg.problem.reward_scale,
@@ -139,6 +143,9 @@ def evaluate(cfg: RunConfig, run_dir: str | Path) -> dict:
         "base_distance": dist(base),
         "target_reward": float(gt.reward(target).mean()),
         "base_reward": float(gt.reward(base).mean()),
+        "target_diversity": div(target),
+        "base_diversity": div(base),
+        "target_distance_to_base": dist(target, base),
         "samplers": {},
     }
     arrays = {"target": target.numpy(), "base": base.numpy()}
@@ -159,6 +166,8 @@ def evaluate(cfg: RunConfig, run_dir: str | Path) -> dict:
             "distance": d,
             "ratio_to_floor": d / floor,
             "reward": float(gt.reward(x).mean()) if finite else float("nan"),
+            "distance_to_base": dist(x, base) if finite else float("nan"),
+            "diversity": div(x) if finite else float("nan"),
             "finite": finite,
         }
         arrays[f"finetuned_{name}"] = x.numpy()

@@ -30,7 +30,7 @@ def test_defaults_and_round_trip():
         ({"problem": {"name": "gmm3d"}}, "unknown problem 'gmm3d'"),
         ({"method": {"num_steps": -1}}, "num_steps"),
         ({"method": {"num_stepz": 10}}, "unknown key(s) ['num_stepz']"),
-        ({"method": {"name": "draft"}}, "method.name: unknown method 'draft'; valid"),
+        ({"method": {"name": "drafty"}}, "method.name: unknown method 'drafty'; valid"),
         ({"method": {"steps": {"mode": "most"}}}, "method.steps"),
         ({"method": {"diffusion": "ddim"}}, "method.diffusion"),
         ({"trian": {}}, "unknown key(s) ['trian']"),
@@ -58,13 +58,35 @@ def test_registry_and_grid():
     assert "adjoint_matching" in METHODS
     config = yaml.safe_load(open("config/config.yaml"))
     runs = all_runs(config)
-    assert len(runs) == 9 and {r["diffusion"] for r in runs} == {"memoryless", "sigma0.2", "sigma1"}
+    tags = list(METHODS) + list(config["variants"])  # "all": every registry key, then variants
+    assert [r["method"] for r in runs[: len(tags)]] == tags
+    assert len(runs) == 3 * 2 * len(tags)
     validate_grid(config)
-    d = run_config_dict(config, "gmm1d_linear", "adjoint_matching", "sigma0.2", 3)
+    d = run_config_dict(config, "gmm1d_linear", "2", "am_constant_sigma_0.2", 3)
     cfg = parse_run_config(d)
+    assert cfg.method == "am_constant_sigma" and cfg.tag == "am_constant_sigma_0.2"
     assert cfg.method_config.diffusion == 0.2 and cfg.train.seed == 3
+    assert cfg.problem.reward_scale == 2.0
     config["defaults"]["train"]["lr"] = -1
     with pytest.raises(ConfigError, match="train"):
+        validate_grid(config)
+
+
+@pytest.mark.parametrize(
+    "edit, key",
+    [
+        (lambda c: c["methods"].update(drafty={}), "methods.drafty"),
+        (lambda c: c["variants"].update(x={"name": "nope"}), "variants.x.name"),
+        (lambda c: c["variants"].update(draft={"name": "draft"}), "variants.draft"),
+        (lambda c: c["grid"].update(methods=["draft", "nope"]), "unknown method tag 'nope'"),
+        (lambda c: c["methods"].update(draft={"grad_steps": 0}), "grad_steps"),
+        (lambda c: c["variants"].update(bad={"name": "draft", "grad_step": 2}), "grad_step"),
+    ],
+)
+def test_grid_errors_name_the_key(edit, key):
+    config = yaml.safe_load(open("config/config.yaml"))
+    edit(config)
+    with pytest.raises(ConfigError, match=key):
         validate_grid(config)
 
 

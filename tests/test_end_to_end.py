@@ -87,12 +87,22 @@ def test_workflow_smoke_grid(tmp_path):
         "ground_truth.md",
         "figure2_gmm1d_linear.png",
         "figure2_gmm2d_quadratic.pdf",
+        "comparison.csv",
+        "comparison.md",
+        "pareto.png",
     ):
         assert (tmp_path / "results" / name).stat().st_size > 0
     ev = json.loads(
-        next(tmp_path.glob("runs/gmm1d_linear/*/memoryless/seed0/eval.json")).read_text()
+        (tmp_path / "runs/gmm1d_linear/lam1/adjoint_matching/seed0/eval.json").read_text()
     )
     assert ev["noise_floor"] > 0 and set(ev["samplers"]) == {"ode", "memoryless"}
+    assert ev["samplers"]["ode"]["diversity"] > 0 and ev["target_diversity"] > 0
+    # every method tag of the grid is a row of the comparison table, at every problem
+    table = (tmp_path / "results" / "comparison.csv").read_text()
+    for tag in ("adjoint_matching", "am_constant_sigma", "draft", "grpo"):
+        assert table.count(f",{tag},") == 2, tag
+    fig2 = (tmp_path / "results" / "ground_truth.csv").read_text()
+    assert "memoryless" in fig2 and "draft" not in fig2
 
 
 def test_workflow_rejects_bad_config_before_compute(tmp_path):

@@ -15,6 +15,7 @@ import torch
 from torch import Tensor
 
 __all__ = [
+    "diversity",
     "wasserstein_1d",
     "sliced_wasserstein",
     "energy_distance",
@@ -100,6 +101,20 @@ def _subsample(x: Tensor, k: int, generator: torch.Generator | None) -> Tensor:
     if x.shape[0] <= k:
         return x
     return x[torch.randperm(x.shape[0], generator=generator, device=x.device)[:k]]
+
+
+def diversity(
+    x: Tensor, *, max_samples: int = 2000, generator: torch.Generator | None = None
+) -> float:
+    """Mean pairwise Euclidean distance ``E |X - X'|`` of ``x [n, D]`` (distinct pairs; on a
+    random subset of ``max_samples`` rows): the sample-space analogue of the DreamSim diversity
+    the paper reports. For ``N(mu, s^2 I)`` in 1-D it is ``2 s / sqrt(pi)``."""
+    x = _as_2d(x, "x").to(torch.float64)
+    x = _subsample(x, max_samples, generator)
+    n = x.shape[0]
+    if n < 2:
+        raise ValueError("diversity needs at least 2 samples")
+    return float(_mean_pairwise_distance(x, x) * n / (n - 1))
 
 
 def energy_distance(

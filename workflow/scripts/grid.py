@@ -1,7 +1,12 @@
 """The run grid of the workflow: which runs exist and each run's config dict.
 
-A run's config = ``defaults``, then ``overrides[problem]``, then the grid point (problem name,
-method name, training diffusion, seed). Diffusion tags in paths: ``memoryless`` or ``sigma<value>``.
+Methods are *tags*. ``grid.methods: all`` means every key of ``baselines.registry.METHODS`` (so a
+newly registered method joins the grid with no workflow edit) followed by every ``variants`` tag;
+a list selects tags explicitly. A tag's method settings: ``methods[<registry key>]`` for a plain
+key, or the ``variants[<tag>]`` mapping ``{name: <registry key>, <config fields>}``.
+
+A run's config = ``defaults``, then ``overrides[problem]``, then the grid point (problem, reward
+scale, method tag, seed). Paths: ``runs/<problem>/lam<scale>/<tag>/seed<seed>``.
 """
 
 from __future__ import annotations
@@ -10,20 +15,13 @@ import copy
 import itertools
 
 from amcli.config import ConfigError, parse_run_config
+from baselines.registry import METHODS
 
-__all__ = ["diffusion_tag", "diffusion_value", "all_runs", "run_config_dict", "validate_grid"]
-
-
-def diffusion_tag(spec) -> str:
-    return "memoryless" if spec == "memoryless" else f"sigma{float(spec):g}"
+__all__ = ["lam_tag", "method_tags", "all_runs", "run_config_dict", "validate_grid"]
 
 
-def diffusion_value(tag: str):
-    if tag == "memoryless":
-        return "memoryless"
-    if tag.startswith("sigma"):
-        return float(tag[len("sigma") :])
-    raise ValueError(f"bad diffusion tag {tag!r}: expected 'memoryless' or 'sigma<number>'")
+def lam_tag(scale) -> str:
+    return f"{float(scale):g}"
 
 
 def _merge(a: dict, b: dict) -> dict:
@@ -37,28 +35,60 @@ def _grid(config: dict) -> dict:
     if "grid" not in config:
         raise ConfigError("workflow config: missing key 'grid'")
     grid = config["grid"]
-    for key in ("problems", "methods", "diffusions", "seeds"):
+    for key in ("problems", "reward_scales", "seeds"):
         if not isinstance(grid.get(key), list) or not grid[key]:
             raise ConfigError(f"grid.{key}: expected a non-empty list, got {grid.get(key)!r}")
+    methods = grid.get("methods")
+    if methods != "all" and (not isinstance(methods, list) or not methods):
+        raise ConfigError(f"grid.methods: expected 'all' or a non-empty list, got {methods!r}")
     return grid
+
+
+def method_tags(config: dict) -> dict[str, dict]:
+    """``tag -> {name: <registry key>, <config fields>}`` for every tag the grid may use."""
+    settings = config.get("methods") or {}
+    for key in settings:
+        if key not in METHODS:
+            raise ConfigError(f"methods.{key}: not a registered method; valid: {sorted(METHODS)}")
+    tags = {key: {"name": key, **(settings.get(key) or {})} for key in METHODS}
+    for tag, spec in (config.get("variants") or {}).items():
+        if tag in tags:
+            raise ConfigError(f"variants.{tag}: clashes with a registered method name")
+        if not isinstance(spec, dict) or spec.get("name") not in METHODS:
+            raise ConfigError(
+                f"variants.{tag}.name: expected a registered method, one of {sorted(METHODS)}"
+            )
+        tags[tag] = dict(spec)
+    return tags
+
+
+def _selected_tags(config: dict) -> list[str]:
+    grid, tags = _grid(config), method_tags(config)
+    if grid["methods"] == "all":
+        return list(tags)
+    for tag in grid["methods"]:
+        if tag not in tags:
+            raise ConfigError(f"grid.methods: unknown method tag {tag!r}; valid: {list(tags)}")
+    return list(grid["methods"])
 
 
 def all_runs(config: dict) -> list[dict]:
     grid = _grid(config)
     return [
-        {"problem": p, "method": m, "diffusion": diffusion_tag(d), "seed": int(s)}
-        for p, m, d, s in itertools.product(
-            grid["problems"], grid["methods"], grid["diffusions"], grid["seeds"]
+        {"problem": p, "lam": lam_tag(lam), "method": m, "seed": int(s)}
+        for p, lam, m, s in itertools.product(
+            grid["problems"], grid["reward_scales"], _selected_tags(config), grid["seeds"]
         )
     ]
 
 
-def run_config_dict(config: dict, problem: str, method: str, diffusion: str, seed: int) -> dict:
+def run_config_dict(config: dict, problem: str, lam: str, method: str, seed: int) -> dict:
     cfg = _merge(config.get("defaults", {}), (config.get("overrides") or {}).get(problem, {}))
     point = {
-        "problem": {"name": problem},
-        "method": {"name": method, "diffusion": diffusion_value(diffusion)},
+        "problem": {"name": problem, "reward_scale": float(lam)},
+        "method": method_tags(config)[method],
         "train": {"seed": int(seed)},
+        "tag": method,
     }
     return _merge(cfg, point)
 
@@ -70,3 +100,7 @@ def validate_grid(config: dict) -> None:
             parse_run_config(run_config_dict(config, **run))
         except ConfigError as e:
             raise ConfigError(f"run {run}: {e}") from None
+    fig = config.get("figure2") or {}
+    for tag in fig.get("methods", []):
+        if tag not in _selected_tags(config):
+            raise ConfigError(f"figure2.methods: {tag!r} is not in the grid's methods")

@@ -15,7 +15,7 @@ def collect(paths: list[str]) -> pd.DataFrame:
             rows.append(
                 {
                     "problem": ev["problem"],
-                    "method": ev["method"],
+                    "method": ev.get("tag", ev["method"]),
                     "train_diffusion": ev["diffusion"],
                     "sampler": sampler,
                     "seed": ev["seed"],
