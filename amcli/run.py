@@ -6,6 +6,7 @@ Run directory layout::
     run_dir/checkpoint.pt      resumable training state (weights_only loadable)
     run_dir/metrics.jsonl      per-iteration metrics
     run_dir/model.safetensors  the fine-tuned model (written last, atomically)
+    run_dir/status.json        finished, or diverged (iteration, message, iteration exported)
     run_dir/eval.json          distances to the exact target, noise floor, rewards
     run_dir/samples.npz        samples for plots (target, base, each sampler)
 """
@@ -29,7 +30,7 @@ from am.models import ResidualVelocity, TimeMLP
 from am.problems.benchmarks import GroundTruth, make_problem
 from am.schedules import make_schedule
 from am.sde import sample
-from am.train import Trainer
+from am.train import NonFiniteError, Trainer
 from amcli.config import RunConfig, run_config_to_dict
 from baselines.registry import make_method
 
@@ -65,7 +66,12 @@ def build_run(cfg: RunConfig) -> tuple[GroundTruth, torch.nn.Module, Trainer]:
 
 
 def finetune(cfg: RunConfig, run_dir: str | Path, *, progress: bool = True) -> Path:
-    """Train (resuming from ``run_dir/checkpoint.pt`` if present); returns the model path."""
+    """Train (resuming from ``run_dir/checkpoint.pt`` if present); returns the model path.
+
+    A run that diverges (:class:`am.train.NonFiniteError`: reward maximisers do on unbounded
+    rewards) does not fail: the last good checkpoint is exported (the initial model if none was
+    written yet) and ``status.json`` records where it diverged, so the tables can say so.
+    """
     run_dir = Path(run_dir)
     run_dir.mkdir(parents=True, exist_ok=True)
     text = yaml.safe_dump(run_config_to_dict(cfg), sort_keys=False)
@@ -73,14 +79,31 @@ def finetune(cfg: RunConfig, run_dir: str | Path, *, progress: bool = True) -> P
     if old.exists() and old.read_text() != text:
         # The run's config changed (e.g. the workflow grid was edited): start this run afresh
         # instead of resuming a checkpoint trained under the old config.
-        for stale in ("checkpoint.pt", "metrics.jsonl", "model.safetensors", "eval.json"):
+        for stale in (
+            "checkpoint.pt",
+            "metrics.jsonl",
+            "model.safetensors",
+            "eval.json",
+            "status.json",
+        ):
             (run_dir / stale).unlink(missing_ok=True)
         print(f"config of {run_dir} changed: starting the run afresh", file=sys.stderr)
     atomic_write_text(old, text)
     _, model, trainer = build_run(cfg)
+    initial = {k: v.clone() for k, v in model.state_dict().items()}
     trainer.run_dir = run_dir
-    trainer.fit(resume=True, progress=progress)
+    try:
+        trainer.fit(resume=True, progress=progress)
+        status = {"status": "finished", "iteration": trainer.iteration}
+    except NonFiniteError as e:
+        print(f"{run_dir}: {e}", file=sys.stderr)
+        status = {"status": "diverged", "diverged_at": trainer.iteration + 1, "message": str(e)}
+        if not trainer.load_checkpoint():
+            model.load_state_dict(initial)
+            trainer.iteration, trainer.ema = 0, None
+        status["exported_iteration"] = trainer.iteration
     trainer.load_ema_into_model()  # the exported weights are the EMA's when EMA is on
+    atomic_write_text(run_dir / "status.json", json.dumps(status, indent=2))
     out = run_dir / "model.safetensors"
     tmp = run_dir / "model.safetensors.tmp"
     save_file({k: v.contiguous() for k, v in model.net.state_dict().items()}, str(tmp))
@@ -114,6 +137,8 @@ def evaluate(cfg: RunConfig, run_dir: str | Path) -> dict:
     """
     run_dir = Path(run_dir)
     gt, model = load_model(cfg, run_dir)
+    status_path = run_dir / "status.json"
+    status = json.loads(status_path.read_text()) if status_path.exists() else {}
     ev = cfg.eval
     metric = _metric(cfg, gt.dim)
     g = torch.Generator().manual_seed(ev.seed)
@@ -134,6 +159,8 @@ def evaluate(cfg: RunConfig, run_dir: str | Path) -> dict:
         "problem": cfg.problem.name,
         "method": cfg.method,
         "tag": cfg.tag or cfg.method,
+        "diverged_at": status.get("diverged_at"),
+        "exported_iteration": status.get("exported_iteration", cfg.train.iterations),
         "diffusion": str(getattr(cfg.method_config, "diffusion", "")),
         "seed": cfg.train.seed,
         "reward_scale": cfg.problem.reward_scale,

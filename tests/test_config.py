@@ -105,3 +105,35 @@ def test_finetune_restarts_when_the_run_config_changes(tmp_path, capsys):
     assert "starting the run afresh" in capsys.readouterr().err
     lines = (tmp_path / "metrics.jsonl").read_text().splitlines()
     assert [yaml.safe_load(x)["iteration"] for x in lines] == [1, 2, 3]
+
+
+def test_diverged_run_exports_last_good_checkpoint(tmp_path, monkeypatch):
+    """A run whose loss turns non-finite finishes with its last good checkpoint exported and
+    status.json / eval.json saying where it diverged (the workflow goes on)."""
+    import json
+
+    from am.train import NonFiniteError, Trainer
+    from amcli.run import evaluate, finetune
+
+    real_step = Trainer.step
+
+    def step(self):
+        if self.iteration == 3:  # the 4th iteration "diverges"
+            raise NonFiniteError("non-finite loss at iteration 4")
+        return real_step(self)
+
+    monkeypatch.setattr(Trainer, "step", step)
+    cfg = parse_run_config(
+        {
+            "method": {"name": "draft", "num_steps": 4},
+            "model": {"hidden": 8, "depth": 1, "time_features": 2},
+            "train": {"iterations": 6, "batch_size": 8, "checkpoint_every": 2},
+            "eval": {"num_samples": 50, "sampling_steps": 4, "floor_repeats": 1},
+        }
+    )
+    finetune(cfg, tmp_path, progress=False)
+    status = json.loads((tmp_path / "status.json").read_text())
+    assert status["status"] == "diverged"
+    assert status["diverged_at"] == 4 and status["exported_iteration"] == 2
+    ev = evaluate(cfg, tmp_path)
+    assert ev["diverged_at"] == 4 and ev["exported_iteration"] == 2

@@ -31,6 +31,8 @@ def collect(paths: list[str]) -> pd.DataFrame:
             "target_distance_to_base": ev["target_distance_to_base"],
             "base_reward": ev["base_reward"],
             "base_diversity": ev["base_diversity"],
+            "diverged_at": ev.get("diverged_at"),
+            "exported_iteration": ev.get("exported_iteration"),
         }
         for s in SAMPLERS:
             res = ev["samplers"].get(s)
@@ -44,9 +46,11 @@ def collect(paths: list[str]) -> pd.DataFrame:
 
 def summarise(df: pd.DataFrame) -> pd.DataFrame:
     keys = ["problem", "reward_scale", "method", "metric"]
-    values = [c for c in df.columns if c not in keys + ["seed"]]
+    df = df.assign(diverged=df["diverged_at"].notna())
+    values = [c for c in df.columns if c not in keys + ["seed", "diverged"]]
     agg = df.groupby(keys, sort=False)[values].mean()
     agg.insert(0, "seeds", df.groupby(keys, sort=False)["seed"].nunique())
+    agg.insert(1, "diverged_seeds", df.groupby(keys, sort=False)["diverged"].sum())
     out = agg.reset_index()
     if "distance_ode" in out:
         out.insert(5, "ratio_to_floor_ode", out["distance_ode"] / out["noise_floor"])
@@ -106,7 +110,8 @@ def main(inputs: list[str], csv: str, md: str, png: str, pdf: str) -> None:
         "tilted target with the ODE / memoryless-SDE sampler (noise floor: two independent\n"
         "target samples); `reward`, `diversity` (mean pairwise distance) and `to_base`\n"
         "(distance to base samples) with the ODE sampler, next to the exact target's values.\n"
-        "Regenerate: `bash scripts/reproduce.sh`.\n\n"
+        "A run whose loss or gradient became non-finite is evaluated at its last good\n"
+        "checkpoint (`note`). Regenerate: `bash scripts/reproduce.sh`.\n\n"
     )
     cols = {
         "problem": "problem",
@@ -123,6 +128,13 @@ def main(inputs: list[str], csv: str, md: str, png: str, pdf: str) -> None:
         "target_distance_to_base": "target_to_base",
     }
     shown = table[[c for c in cols if c in table]].rename(columns=cols)
+    shown["note"] = [
+        f"diverged at it. {int(r.diverged_at)}; last good checkpoint (it. "
+        f"{int(r.exported_iteration)}) shown"
+        if r.diverged_seeds
+        else ""
+        for r in table.itertuples()
+    ]
     write_atomic(md, header + shown.to_markdown(index=False, floatfmt=".3g") + "\n")
     pareto(table, png, pdf)
 

@@ -1,0 +1,50 @@
+"""The "Add a new baseline" example of baselines/README.md, run as printed: one new file and one
+registry line, then the method passes the contract checks and joins the workflow grid."""
+
+import importlib.util
+import re
+from pathlib import Path
+
+import pytest
+import torch
+import yaml
+
+import baselines.registry as registry
+from amcli.config import parse_run_config
+from tests.baselines.test_contract import build, params
+from workflow.scripts.grid import all_runs, run_config_dict
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+@pytest.fixture
+def registered(tmp_path, monkeypatch):
+    text = (ROOT / "baselines" / "README.md").read_text()
+    code = re.search(r"<!-- guide-example -->\n```python\n(.*?)```", text, re.S).group(1)
+    assert len(code.splitlines()) < 100
+    path = tmp_path / "reward_weighted.py"
+    path.write_text(code)
+    spec = importlib.util.spec_from_file_location("reward_weighted", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    monkeypatch.setitem(registry.METHODS, "reward_weighted", module.RewardWeighted)
+    return module
+
+
+@pytest.mark.parametrize("schedule", ["flow_matching", "vp_linear"])
+def test_guide_method_passes_the_contract(registered, schedule):
+    model, method = build("reward_weighted", schedule, num_steps=6)
+    out = method.loss(model, batch_size=16, generator=torch.Generator().manual_seed(0))
+    assert torch.isfinite(out.loss)
+    out.loss.backward()
+    before = params(model)
+    torch.optim.Adam(model.net.parameters(), lr=1e-2).step()
+    assert not torch.equal(before, params(model))
+
+
+def test_guide_method_joins_the_workflow_grid(registered):
+    config = yaml.safe_load((ROOT / "config" / "config.yaml").read_text())
+    runs = [r for r in all_runs(config) if r["method"] == "reward_weighted"]
+    assert len(runs) == len(config["grid"]["problems"]) * len(config["grid"]["reward_scales"])
+    cfg = parse_run_config(run_config_dict(config, **runs[0]))
+    assert cfg.method == "reward_weighted" and cfg.method_config.num_steps == 40
