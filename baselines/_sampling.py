@@ -5,11 +5,11 @@ from __future__ import annotations
 import torch
 from torch import Tensor, nn
 
-from am.diffusion import Diffusion
-from am.methods.base import FineTuningProblem, check_number, model_dtype_device
+from am.diffusion import Diffusion, make_diffusion
+from am.methods.base import FineTuningProblem, Method, check_number, model_dtype_device
 from am.sde import simulate, uniform_grid
 
-__all__ = ["check_sampler_diffusion", "initial_noise", "rollout_without_grad"]
+__all__ = ["check_sampler_diffusion", "initial_noise", "rollout_without_grad", "RolloutMethod"]
 
 
 def check_sampler_diffusion(value) -> None:
@@ -43,3 +43,27 @@ def rollout_without_grad(
     return simulate(
         model, x0, schedule=problem.schedule, times=times, diffusion=diffusion, generator=generator
     )
+
+
+class RolloutMethod(Method):
+    """A method whose loss starts from rollouts of the current model on a uniform
+    ``config.num_steps`` grid with the diffusion :meth:`sampler_diffusion` gives (by default
+    ``config.diffusion``)."""
+
+    def __init__(self, config, problem: FineTuningProblem):
+        super().__init__(config, problem)
+        self.diffusion = self.sampler_diffusion()
+
+    def sampler_diffusion(self) -> Diffusion:
+        return make_diffusion(self.config.diffusion, self.problem.schedule)
+
+    def rollout(self, model: nn.Module, batch_size: int, generator: torch.Generator):
+        """A :class:`am.sde.Trajectory` of ``model`` (no graph)."""
+        return rollout_without_grad(
+            model,
+            self.problem,
+            num_steps=self.config.num_steps,
+            diffusion=self.diffusion,
+            batch_size=batch_size,
+            generator=generator,
+        )

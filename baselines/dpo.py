@@ -25,9 +25,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from am.diffusion import make_diffusion
-from am.methods.base import FineTuningProblem, LossOutput, Method, check_int, check_number
-from baselines._sampling import check_sampler_diffusion, rollout_without_grad
+from am.methods.base import LossOutput, check_int, check_number
+from baselines._sampling import RolloutMethod, check_sampler_diffusion
 
 __all__ = ["DPOConfig", "OnlineDPO"]
 
@@ -52,15 +51,11 @@ class DPOConfig:
             raise ValueError(f"t_max must be in (0, 1], got {self.t_max!r}")
 
 
-class OnlineDPO(Method):
+class OnlineDPO(RolloutMethod):
     """Pairwise preference optimisation on denoising errors against the frozen base."""
 
     name = "dpo"
     config_class = DPOConfig
-
-    def __init__(self, config: DPOConfig, problem: FineTuningProblem):
-        super().__init__(config, problem)
-        self.diffusion = make_diffusion(config.diffusion, problem.schedule)
 
     def denoising_errors(
         self, model: nn.Module, x: Tensor, *, t: Tensor, eps: Tensor
@@ -78,14 +73,7 @@ class OnlineDPO(Method):
         cfg, prob = self.config, self.problem
         if batch_size < 2 or batch_size % 2:
             raise ValueError(f"dpo needs an even batch_size >= 2 (pairs), got {batch_size}")
-        traj = rollout_without_grad(
-            model,
-            prob,
-            num_steps=cfg.num_steps,
-            diffusion=self.diffusion,
-            batch_size=batch_size,
-            generator=generator,
-        )
+        traj = self.rollout(model, batch_size, generator)
         x = traj.final
         rewards = prob.reward(x)
         P = batch_size // 2

@@ -18,11 +18,10 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from am.diffusion import make_diffusion
-from am.methods.base import FineTuningProblem, LossOutput, Method, check_int
+from am.methods.base import LossOutput, check_int
 from am.rollout import differentiable_rollout
 from am.sde import uniform_grid
-from baselines._sampling import check_sampler_diffusion, initial_noise
+from baselines._sampling import RolloutMethod, check_sampler_diffusion, initial_noise
 
 __all__ = ["DRaFTConfig", "DRaFT"]
 
@@ -50,15 +49,11 @@ class DRaFTConfig:
             raise ValueError(f"checkpoint must be true or false, got {self.checkpoint!r}")
 
 
-class DRaFT(Method):
+class DRaFT(RolloutMethod):
     """Reward maximisation by backpropagation through the last K sampling steps."""
 
     name = "draft"
     config_class = DRaFTConfig
-
-    def __init__(self, config: DRaFTConfig, problem: FineTuningProblem):
-        super().__init__(config, problem)
-        self.diffusion = make_diffusion(config.diffusion, problem.schedule)
 
     def loss(self, model: nn.Module, *, batch_size: int, generator: torch.Generator) -> LossOutput:
         cfg, prob = self.config, self.problem

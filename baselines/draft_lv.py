@@ -15,10 +15,9 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from am.diffusion import make_diffusion
-from am.methods.base import FineTuningProblem, LossOutput, Method, check_int
+from am.methods.base import LossOutput, check_int
 from am.sde import EulerMaruyama, uniform_grid
-from baselines._sampling import check_sampler_diffusion, rollout_without_grad
+from baselines._sampling import RolloutMethod, check_sampler_diffusion
 
 __all__ = ["DRaFTLVConfig", "DRaFTLV"]
 
@@ -38,27 +37,16 @@ class DRaFTLVConfig:
         check_sampler_diffusion(self.diffusion)
 
 
-class DRaFTLV(Method):
+class DRaFTLV(RolloutMethod):
     """Last-step reward gradient averaged over several re-noisings of each sample."""
 
     name = "draft_lv"
     config_class = DRaFTLVConfig
-
-    def __init__(self, config: DRaFTLVConfig, problem: FineTuningProblem):
-        super().__init__(config, problem)
-        self.diffusion = make_diffusion(config.diffusion, problem.schedule)
-        self.stepper = EulerMaruyama()
+    stepper = EulerMaruyama()
 
     def loss(self, model: nn.Module, *, batch_size: int, generator: torch.Generator) -> LossOutput:
         cfg, prob = self.config, self.problem
-        traj = rollout_without_grad(
-            model,
-            prob,
-            num_steps=cfg.num_steps,
-            diffusion=self.diffusion,
-            batch_size=batch_size,
-            generator=generator,
-        )
+        traj = self.rollout(model, batch_size, generator)
         x1 = traj.final.repeat(cfg.num_draws, *([1] * (traj.final.dim() - 1)))  # [n B, *shape]
         times = uniform_grid(cfg.num_steps, dtype=x1.dtype, device=x1.device)
         s, t1 = times[-2], times[-1]

@@ -29,10 +29,10 @@ import torch
 from torch import nn
 
 from am.diffusion import MemorylessDiffusion, ScaledDiffusion
-from am.methods.base import FineTuningProblem, LossOutput, Method, check_int, check_number
+from am.methods.base import LossOutput, check_int, check_number
 from am.rollout import transition_kl, transition_mean
 from am.sde import EulerMaruyama
-from baselines._sampling import rollout_without_grad
+from baselines._sampling import RolloutMethod
 
 __all__ = ["GRPOConfig", "FlowGRPO", "group_advantages"]
 
@@ -66,18 +66,18 @@ def group_advantages(rewards: torch.Tensor, group_size: int, clip: float) -> tor
     return adv.clamp(-clip, clip).reshape(-1)
 
 
-class FlowGRPO(Method):
+class FlowGRPO(RolloutMethod):
     """Group-normalised PPO-style policy gradient with a KL penalty to the base."""
 
     name = "grpo"
     config_class = GRPOConfig
 
-    def __init__(self, config: GRPOConfig, problem: FineTuningProblem):
-        super().__init__(config, problem)
-        self.diffusion = ScaledDiffusion(
-            MemorylessDiffusion(problem.schedule), config.noise_level / math.sqrt(2.0)
+    stepper = EulerMaruyama()
+
+    def sampler_diffusion(self):
+        return ScaledDiffusion(
+            MemorylessDiffusion(self.problem.schedule), self.config.noise_level / math.sqrt(2.0)
         )
-        self.stepper = EulerMaruyama()
 
     def loss(self, model: nn.Module, *, batch_size: int, generator: torch.Generator) -> LossOutput:
         cfg, prob = self.config, self.problem
@@ -86,14 +86,7 @@ class FlowGRPO(Method):
                 f"grpo needs batch_size divisible by group_size ({cfg.group_size}), "
                 f"got {batch_size}"
             )
-        traj = rollout_without_grad(
-            model,
-            prob,
-            num_steps=cfg.num_steps,
-            diffusion=self.diffusion,
-            batch_size=batch_size,
-            generator=generator,
-        )
+        traj = self.rollout(model, batch_size, generator)
         rewards = prob.reward(traj.final)
         adv = group_advantages(rewards, cfg.group_size, cfg.adv_clip)
         K, B = traj.num_steps, batch_size

@@ -16,10 +16,9 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from am.diffusion import make_diffusion
-from am.methods.base import FineTuningProblem, LossOutput, Method, check_int, check_number
+from am.methods.base import LossOutput, check_int, check_number
 from am.sde import endpoint_from_velocity
-from baselines._sampling import check_sampler_diffusion, rollout_without_grad
+from baselines._sampling import RolloutMethod, check_sampler_diffusion
 
 __all__ = ["ReFLConfig", "ReFL"]
 
@@ -47,26 +46,15 @@ class ReFLConfig:
         return first, self.num_steps - 1
 
 
-class ReFL(Method):
+class ReFL(RolloutMethod):
     """Reward of a one-step endpoint prediction at a random late step."""
 
     name = "refl"
     config_class = ReFLConfig
 
-    def __init__(self, config: ReFLConfig, problem: FineTuningProblem):
-        super().__init__(config, problem)
-        self.diffusion = make_diffusion(config.diffusion, problem.schedule)
-
     def loss(self, model: nn.Module, *, batch_size: int, generator: torch.Generator) -> LossOutput:
         cfg, prob = self.config, self.problem
-        traj = rollout_without_grad(
-            model,
-            prob,
-            num_steps=cfg.num_steps,
-            diffusion=self.diffusion,
-            batch_size=batch_size,
-            generator=generator,
-        )
+        traj = self.rollout(model, batch_size, generator)
         first, last = cfg.window()
         k = int(torch.randint(first, last + 1, (1,), generator=generator))
         x, t = traj.states[k], traj.times[k]
