@@ -253,7 +253,7 @@ class Trainer:
             else "no checkpoint was written yet"
         )
         return (
-            f"non-finite {what} at iteration {self.iteration}; stopping ({keep}). "
+            f"non-finite {what} at iteration {self.iteration + 1}; stopping ({keep}). "
             "Lower the learning rate, enable clipping, or check the reward's gradient."
         )
 

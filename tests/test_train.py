@@ -78,7 +78,7 @@ def test_nan_stops_with_message_and_keeps_checkpoint(tmp_path):
 
     model, method, cfg = build(reward=flaky_reward, checkpoint_every=1)
     tr = Trainer(method, model, cfg, tmp_path)
-    with pytest.raises(NonFiniteError, match="iteration 3.*last good checkpoint"):
+    with pytest.raises(NonFiniteError, match="iteration 4.*last good checkpoint"):
         tr.fit(progress=False)
     state = torch.load(tmp_path / "checkpoint.pt", weights_only=True)
     assert state["iteration"] == 3

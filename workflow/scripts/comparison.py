@@ -63,6 +63,22 @@ def pareto(table: pd.DataFrame, png: str, pdf: str) -> None:
     fig, axes = plt.subplots(1, len(problems), figsize=(4.6 * len(problems), 3.8), squeeze=False)
     for ax, prob in zip(axes[0], problems, strict=True):
         t = table[table["problem"] == prob]
+        # runs that ran away (reward maximisers on unbounded rewards) would flatten the plot:
+        # they are listed in the panel instead of drawn
+        limit = 10 * t["target_distance_to_base"].max()
+        far = ~(t["distance_to_base_ode"] <= limit) | ~(t["reward_ode"].abs() < 1e6)
+        off = t[far].groupby("method", sort=True)["reward_scale"].apply(list)
+        t = t[~far]
+        if len(off):
+            lines = [f"{m} (lambda {', '.join(f'{x:g}' for x in lams)})" for m, lams in off.items()]
+            ax.text(
+                0.02,
+                0.98,
+                "off scale (ran away):\n" + "\n".join(lines),
+                transform=ax.transAxes,
+                fontsize=6,
+                va="top",
+            )
         sns.scatterplot(
             data=t,
             x="distance_to_base_ode",
