@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 import torch
+import yaml
 
 import am
 from am.diffusion import MemorylessDiffusion
@@ -101,6 +102,11 @@ def test_workflow_smoke_grid(tmp_path):
     table = (tmp_path / "results" / "comparison.csv").read_text()
     for tag in ("adjoint_matching", "am_constant_sigma", "draft", "grpo"):
         assert table.count(f",{tag},") == 2, tag
+    # --configfile replaces the default config: its per-problem overrides do not leak in
+    run2d = yaml.safe_load(
+        (tmp_path / "runs/gmm2d_quadratic/lam1/adjoint_matching/seed0/run.yaml").read_text()
+    )
+    assert run2d["train"]["iterations"] == 3
     fig2 = (tmp_path / "results" / "ground_truth.csv").read_text()
     assert "memoryless" in fig2 and "draft" not in fig2
 
