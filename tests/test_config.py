@@ -67,6 +67,10 @@ def test_registry_and_grid():
     assert cfg.method == "am_constant_sigma" and cfg.tag == "am_constant_sigma_0.2"
     assert cfg.method_config.diffusion == 0.2 and cfg.train.seed == 3
     assert cfg.problem.reward_scale == 2.0
+    # a tag may carry its own training settings (e.g. a paper's learning rate and clipping)
+    config["variants"]["draft_paper"] = {"name": "draft", "train": {"lr": 1e-5, "grad_clip": 1.0}}
+    cfg = parse_run_config(run_config_dict(config, "gmm2d_quadratic", "1", "draft_paper", 0))
+    assert cfg.train.lr == 1e-5 and cfg.train.grad_clip == 1.0 and cfg.train.iterations == 800
     config["defaults"]["train"]["lr"] = -1
     with pytest.raises(ConfigError, match="train"):
         validate_grid(config)
@@ -81,6 +85,7 @@ def test_registry_and_grid():
         (lambda c: c["grid"].update(methods=["draft", "nope"]), "unknown method tag 'nope'"),
         (lambda c: c["methods"].update(draft={"grad_steps": 0}), "grad_steps"),
         (lambda c: c["variants"].update(bad={"name": "draft", "grad_step": 2}), "grad_step"),
+        (lambda c: c["variants"].update(bad={"name": "draft", "train": {"lr": -1}}), "train.lr"),
     ],
 )
 def test_grid_errors_name_the_key(edit, key):

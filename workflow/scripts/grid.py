@@ -3,7 +3,9 @@
 Methods are *tags*. ``grid.methods: all`` means every key of ``baselines.registry.METHODS`` (so a
 newly registered method joins the grid with no workflow edit) followed by every ``variants`` tag;
 a list selects tags explicitly. A tag's method settings: ``methods[<registry key>]`` for a plain
-key, or the ``variants[<tag>]`` mapping ``{name: <registry key>, <config fields>}``.
+key, or the ``variants[<tag>]`` mapping ``{name: <registry key>, <config fields>}``. Either may
+hold a ``train`` mapping: training settings for that tag only (e.g. a paper's learning rate or
+gradient clipping), applied over ``defaults.train`` and the problem's overrides.
 
 A run's config = ``defaults``, then ``overrides[problem]``, then the grid point (problem, reward
 scale, method tag, seed). Paths: ``runs/<problem>/lam<scale>/<tag>/seed<seed>``.
@@ -84,10 +86,14 @@ def all_runs(config: dict) -> list[dict]:
 
 def run_config_dict(config: dict, problem: str, lam: str, method: str, seed: int) -> dict:
     cfg = _merge(config.get("defaults", {}), (config.get("overrides") or {}).get(problem, {}))
+    spec = dict(method_tags(config)[method])
+    train = spec.pop("train", None) or {}
+    if not isinstance(train, dict):
+        raise ConfigError(f"method tag {method}: train must be a mapping, got {train!r}")
     point = {
         "problem": {"name": problem, "reward_scale": float(lam)},
-        "method": method_tags(config)[method],
-        "train": {"seed": int(seed)},
+        "method": spec,
+        "train": {**train, "seed": int(seed)},
         "tag": method,
     }
     return _merge(cfg, point)
