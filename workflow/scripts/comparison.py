@@ -12,6 +12,8 @@ import matplotlib.pyplot as plt  # noqa: E402
 import pandas as pd  # noqa: E402
 import seaborn as sns  # noqa: E402
 
+from amcli.run import atomic_write_text  # noqa: E402
+
 SAMPLERS = ("ode", "memoryless")
 
 
@@ -111,16 +113,10 @@ def pareto(table: pd.DataFrame, png: str, pdf: str) -> None:
         os.replace(tmp, out)
 
 
-def write_atomic(path: str, text: str) -> None:
-    tmp = path + ".tmp"
-    Path(tmp).write_text(text)
-    os.replace(tmp, path)
-
-
 def main(inputs: list[str], csv: str, md: str, png: str, pdf: str) -> None:
     table = summarise(collect(inputs))
     Path(csv).parent.mkdir(parents=True, exist_ok=True)
-    write_atomic(csv, table.to_csv(index=False, float_format="%.4g"))
+    atomic_write_text(Path(csv), table.to_csv(index=False, float_format="%.4g"))
     header = (
         "Every method on every problem and reward scale lambda. `dist_*`: distance to the exact\n"
         "tilted target with the ODE / memoryless-SDE sampler (noise floor: two independent\n"
@@ -151,7 +147,7 @@ def main(inputs: list[str], csv: str, md: str, png: str, pdf: str) -> None:
         else ""
         for r in table.itertuples()
     ]
-    write_atomic(md, header + shown.to_markdown(index=False, floatfmt=".3g") + "\n")
+    atomic_write_text(Path(md), header + shown.to_markdown(index=False, floatfmt=".3g") + "\n")
     pareto(table, png, pdf)
 
 

@@ -1,10 +1,11 @@
 """Collect every run's eval.json into results tables (CSV and Markdown) with pandas."""
 
 import json
-import os
 from pathlib import Path
 
 import pandas as pd
+
+from amcli.run import atomic_write_text
 
 
 def collect(paths: list[str]) -> pd.DataFrame:
@@ -49,16 +50,10 @@ def summarise(df: pd.DataFrame) -> pd.DataFrame:
     return agg.reset_index()
 
 
-def write_atomic(path: str, text: str) -> None:
-    tmp = path + ".tmp"
-    Path(tmp).write_text(text)
-    os.replace(tmp, path)
-
-
 def main(inputs: list[str], csv: str, md: str) -> None:
     table = summarise(collect(inputs))
     Path(csv).parent.mkdir(parents=True, exist_ok=True)
-    write_atomic(csv, table.to_csv(index=False, float_format="%.4g"))
+    atomic_write_text(Path(csv), table.to_csv(index=False, float_format="%.4g"))
     header = (
         "Distance of fine-tuned samples to the exact tilted target (`distance`), next to the\n"
         "sampling-noise floor (two independent target samples of the same size) and the base\n"
@@ -80,7 +75,9 @@ def main(inputs: list[str], csv: str, md: str) -> None:
         "target_reward",
         "base_reward",
     ]
-    write_atomic(md, header + table[cols].to_markdown(index=False, floatfmt=".3g") + "\n")
+    atomic_write_text(
+        Path(md), header + table[cols].to_markdown(index=False, floatfmt=".3g") + "\n"
+    )
 
 
 if "snakemake" in globals():
