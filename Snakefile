@@ -7,4 +7,4 @@ rule all:
     input:
         rules.table.output,
         rules.comparison.output,
-        expand(f"{RESULTS}/figure2_{{problem}}.{{ext}}", problem=config["grid"]["problems"], ext=["png", "pdf"]),
+        expand(f"{RESULTS}/figure2_{{problem}}.{{ext}}", problem=FIG2_PROBLEMS, ext=["png", "pdf"]),

@@ -155,6 +155,12 @@ def evaluate(cfg: RunConfig, run_dir: str | Path) -> dict:
         return diversity(x, generator=torch.Generator().manual_seed(ev.seed + 2))
 
     floor = noise_floor(gt.target.sample, n, metric=metric, generator=g, repeats=ev.floor_repeats)
+
+    def mode_error(x):
+        """Total variation between the sample's occupancy of the target's modes and the target's
+        exact mode weights: the mass a sampler put on the wrong modes (0 = right weights)."""
+        return 0.5 * float((gt.target.occupancy(x) - gt.target.weights.to(x)).abs().sum())
+
     result = {
         "problem": cfg.problem.name,
         "method": cfg.method,
@@ -173,6 +179,10 @@ def evaluate(cfg: RunConfig, run_dir: str | Path) -> dict:
         "target_diversity": div(target),
         "base_diversity": div(base),
         "target_distance_to_base": dist(target, base),
+        "target_weights": gt.target.weights.tolist(),
+        # mode-weight error of n exact target samples (sampling noise) and of the base
+        "target_mode_error": mode_error(target),
+        "base_mode_error": mode_error(base),
         "samplers": {},
     }
     arrays = {"target": target.numpy(), "base": base.numpy()}
@@ -195,6 +205,8 @@ def evaluate(cfg: RunConfig, run_dir: str | Path) -> dict:
             "reward": float(gt.reward(x).mean()) if finite else float("nan"),
             "distance_to_base": dist(x, base) if finite else float("nan"),
             "diversity": div(x) if finite else float("nan"),
+            "mode_weights": gt.target.occupancy(x).tolist() if finite else None,
+            "mode_error": mode_error(x) if finite else float("nan"),
             "finite": finite,
         }
         arrays[f"finetuned_{name}"] = x.numpy()

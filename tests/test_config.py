@@ -6,7 +6,7 @@ import yaml
 from amcli.__main__ import main
 from amcli.config import ConfigError, parse_run_config, run_config_to_dict
 from baselines import METHODS
-from workflow.scripts.grid import all_runs, run_config_dict, validate_grid
+from workflow.scripts.grid import all_runs, problem_names, run_config_dict, validate_grid
 
 
 def test_defaults_and_round_trip():
@@ -60,7 +60,12 @@ def test_registry_and_grid():
     runs = all_runs(config)
     tags = list(METHODS) + list(config["variants"])  # "all": every registry key, then variants
     assert [r["method"] for r in runs[: len(tags)]] == tags
-    assert len(runs) == 3 * 2 * len(tags)
+    # three problems run every tag at both scales; the fourth only the Theorem 1 tags at lambda 1
+    assert len(runs) == 3 * 2 * len(tags) + 3
+    assert problem_names(config)[-1] == "gmm10d_overlap_quadratic"
+    assert [r["method"] for r in runs if r["problem"] == "gmm10d_overlap_quadratic"] == config[
+        "figure2"
+    ]["methods"]
     validate_grid(config)
     d = run_config_dict(config, "gmm1d_linear", "2", "am_constant_sigma_0.2", 3)
     cfg = parse_run_config(d)
@@ -86,6 +91,13 @@ def test_registry_and_grid():
         (lambda c: c["methods"].update(draft={"grad_steps": 0}), "grad_steps"),
         (lambda c: c["variants"].update(bad={"name": "draft", "grad_step": 2}), "grad_step"),
         (lambda c: c["variants"].update(bad={"name": "draft", "train": {"lr": -1}}), "train.lr"),
+        (lambda c: c["grid"]["problems"].append({"nme": "x"}), r"grid.problems\[4\]"),
+        (lambda c: c["grid"]["problems"].append({"name": "x", "seeds": [1]}), "seeds: unknown"),
+        (
+            lambda c: c["grid"]["problems"].append({"name": "x", "methods": ["nope"]}),
+            r"grid.problems\[4\].methods: unknown method tag 'nope'",
+        ),
+        (lambda c: c["grid"]["problems"].append({"name": "x", "reward_scales": []}), "non-empty"),
     ],
 )
 def test_grid_errors_name_the_key(edit, key):

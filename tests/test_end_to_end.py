@@ -98,6 +98,9 @@ def test_workflow_smoke_grid(tmp_path):
     )
     assert ev["noise_floor"] > 0 and set(ev["samplers"]) == {"ode", "memoryless"}
     assert ev["samplers"]["ode"]["diversity"] > 0 and ev["target_diversity"] > 0
+    # mode weights of the target itself are right up to sampling noise; the base's are not
+    assert ev["target_mode_error"] < 0.05 < ev["base_mode_error"]
+    assert len(ev["samplers"]["ode"]["mode_weights"]) == len(ev["target_weights"]) == 2
     # every method tag of the grid is a row of the comparison table, at every problem
     table = (tmp_path / "results" / "comparison.csv").read_text()
     for tag in ("adjoint_matching", "am_constant_sigma", "draft", "grpo"):

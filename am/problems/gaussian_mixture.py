@@ -129,6 +129,16 @@ class GaussianMixture:
         """Mixture log-density at ``x [B, D]``: ``[B]``."""
         return torch.logsumexp(self.component_log_prob(x) + torch.log(self.weights.to(x)), dim=1)
 
+    def responsibilities(self, x: Tensor) -> Tensor:
+        """Posterior component probabilities ``p(i | x)`` for ``x [B, D]``: ``[B, N]``, rows sum to 1."""
+        return torch.softmax(self.component_log_prob(x) + torch.log(self.weights.to(x)), dim=1)
+
+    def occupancy(self, x: Tensor) -> Tensor:
+        """Mean responsibilities of a sample ``x [B, D]``: ``[N]``. For ``x`` drawn from this
+        mixture its expectation is exactly ``weights`` (``E_p[p(i|X)] = w_i``), so the distance
+        to ``weights`` measures how well another sampler puts mass on the right modes."""
+        return self.responsibilities(x).mean(0)
+
     def mean(self) -> Tensor:
         """Mixture mean ``[D]``."""
         return self.weights @ self.means

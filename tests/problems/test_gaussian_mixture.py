@@ -98,6 +98,32 @@ def test_sample_moments():
     assert gm.sample(0).shape == (0, 2)
 
 
+def test_responsibilities_are_bayes_rule():
+    """``p(i | x) = w_i N(x; mu_i, S_i) / p(x)``, each factor from torch.distributions."""
+    gm = mixture_2d()
+    x = torch.randn(40, 2, dtype=F64) * 2
+    comps = MultivariateNormal(gm.means, gm.covs)
+    joint = comps.log_prob(x[:, None, :]) + gm.weights.log()
+    expected = (joint - reference_marginal(gm, 1.0, 0.0).log_prob(x)[:, None]).exp()
+    assert torch.allclose(gm.responsibilities(x), expected, atol=1e-12)
+
+
+def test_occupancy_of_own_samples_is_the_weights():
+    """``E_p[p(i | X)] = w_i``: within a few standard errors for the mixture's own samples, and
+    far from them for a sample from another mixture."""
+    gm = mixture_2d()
+    n = 100_000
+    r = gm.responsibilities(gm.sample(n, generator=torch.Generator().manual_seed(1)))
+    se = r.std(0) / n**0.5
+    assert ((r.mean(0) - gm.weights).abs() < 5 * se).all()
+    assert torch.allclose(
+        gm.occupancy(r.new_zeros(1, 2) + gm.means[0]), r.new_tensor([1.0, 0, 0]), atol=1e-3
+    )
+    other = GaussianMixture(torch.tensor([0.1, 0.1, 0.8], dtype=F64), gm.means, gm.covs)
+    occ = gm.occupancy(other.sample(n, generator=torch.Generator().manual_seed(2)))
+    assert (occ - gm.weights).abs().sum() > 0.5
+
+
 # -- GaussianMixtureVelocity: marginal, score, posterior mean ---------------------------------
 
 

@@ -33,6 +33,7 @@ def collect(paths: list[str]) -> pd.DataFrame:
             "target_distance_to_base": ev["target_distance_to_base"],
             "base_reward": ev["base_reward"],
             "base_diversity": ev["base_diversity"],
+            "target_mode_error": ev.get("target_mode_error", float("nan")),
             "diverged_at": ev.get("diverged_at"),
             "exported_iteration": ev.get("exported_iteration"),
         }
@@ -40,8 +41,8 @@ def collect(paths: list[str]) -> pd.DataFrame:
             res = ev["samplers"].get(s)
             if res is None:
                 continue
-            for k in ("distance", "reward", "diversity", "distance_to_base"):
-                row[f"{k}_{s}"] = res[k]
+            for k in ("distance", "reward", "diversity", "distance_to_base", "mode_error"):
+                row[f"{k}_{s}"] = res.get(k, float("nan"))
         rows.append(row)
     return pd.DataFrame(rows)
 
@@ -121,7 +122,9 @@ def main(inputs: list[str], csv: str, md: str, png: str, pdf: str) -> None:
         "Every method on every problem and reward scale lambda. `dist_*`: distance to the exact\n"
         "tilted target with the ODE / memoryless-SDE sampler (noise floor: two independent\n"
         "target samples); `reward`, `diversity` (mean pairwise distance) and `to_base`\n"
-        "(distance to base samples) with the ODE sampler, next to the exact target's values.\n"
+        "(distance to base samples) with the ODE sampler, next to the exact target's values;\n"
+        "`mode_err`: mass on the wrong mixture components (ODE samples; `target_mode_err`: that\n"
+        "of exact target samples, the sampling noise).\n"
         "A run whose loss or gradient became non-finite is evaluated at its last good\n"
         "checkpoint (`note`). Regenerate: `bash scripts/reproduce.sh`.\n\n"
     )
@@ -138,6 +141,8 @@ def main(inputs: list[str], csv: str, md: str, png: str, pdf: str) -> None:
         "target_diversity": "target_diversity",
         "distance_to_base_ode": "to_base",
         "target_distance_to_base": "target_to_base",
+        "mode_error_ode": "mode_err",
+        "target_mode_error": "target_mode_err",
     }
     shown = table[[c for c in cols if c in table]].rename(columns=cols)
     shown["note"] = [

@@ -7,6 +7,10 @@ key, or the ``variants[<tag>]`` mapping ``{name: <registry key>, <config fields>
 hold a ``train`` mapping: training settings for that tag only (e.g. a paper's learning rate or
 gradient clipping), applied over ``defaults.train`` and the problem's overrides.
 
+An entry of ``grid.problems`` is a problem name, or a mapping ``{name, methods, reward_scales}``
+whose optional lists replace the grid-wide ones for that problem (e.g. a problem that only runs
+the Theorem 1 tags).
+
 A run's config = ``defaults``, then ``overrides[problem]``, then the grid point (problem, reward
 scale, method tag, seed). Paths: ``runs/<problem>/lam<scale>/<tag>/seed<seed>``.
 """
@@ -19,7 +23,17 @@ import itertools
 from amcli.config import ConfigError, parse_run_config
 from baselines.registry import METHODS
 
-__all__ = ["lam_tag", "method_tags", "all_runs", "run_config_dict", "validate_grid"]
+__all__ = [
+    "lam_tag",
+    "method_tags",
+    "problem_entries",
+    "problem_names",
+    "all_runs",
+    "run_config_dict",
+    "validate_grid",
+]
+
+_ENTRY_KEYS = ("name", "methods", "reward_scales")
 
 
 def lam_tag(scale) -> str:
@@ -74,13 +88,46 @@ def _selected_tags(config: dict) -> list[str]:
     return list(grid["methods"])
 
 
-def all_runs(config: dict) -> list[dict]:
-    grid = _grid(config)
-    return [
-        {"problem": p, "lam": lam_tag(lam), "method": m, "seed": int(s)}
-        for p, lam, m, s in itertools.product(
-            grid["problems"], grid["reward_scales"], _selected_tags(config), grid["seeds"]
+def problem_entries(config: dict) -> list[dict]:
+    """``grid.problems`` as ``[{name, methods, reward_scales}]`` with the grid-wide lists filled in."""
+    grid, tags = _grid(config), method_tags(config)
+    entries = []
+    for i, item in enumerate(grid["problems"]):
+        entry = {"name": item} if isinstance(item, str) else item
+        where = f"grid.problems[{i}]"
+        if not isinstance(entry, dict) or not isinstance(entry.get("name"), str):
+            raise ConfigError(f"{where}: expected a problem name or a mapping with 'name'")
+        for key in entry:
+            if key not in _ENTRY_KEYS:
+                raise ConfigError(f"{where}.{key}: unknown key; valid: {list(_ENTRY_KEYS)}")
+        for key in ("methods", "reward_scales"):
+            if key in entry and (not isinstance(entry[key], list) or not entry[key]):
+                raise ConfigError(f"{where}.{key}: expected a non-empty list, got {entry[key]!r}")
+        for tag in entry.get("methods", []):
+            if tag not in tags:
+                raise ConfigError(
+                    f"{where}.methods: unknown method tag {tag!r}; valid: {list(tags)}"
+                )
+        entries.append(
+            {
+                "name": entry["name"],
+                "methods": list(entry.get("methods", _selected_tags(config))),
+                "reward_scales": list(entry.get("reward_scales", grid["reward_scales"])),
+            }
         )
+    return entries
+
+
+def problem_names(config: dict) -> list[str]:
+    return [e["name"] for e in problem_entries(config)]
+
+
+def all_runs(config: dict) -> list[dict]:
+    seeds = _grid(config)["seeds"]
+    return [
+        {"problem": e["name"], "lam": lam_tag(lam), "method": m, "seed": int(s)}
+        for e in problem_entries(config)
+        for lam, m, s in itertools.product(e["reward_scales"], e["methods"], seeds)
     ]
 
 

@@ -29,6 +29,10 @@ def collect(paths: list[str]) -> pd.DataFrame:
                     "reward": res["reward"],
                     "target_reward": ev["target_reward"],
                     "base_reward": ev["base_reward"],
+                    # mass on the wrong modes (TV of mode weights); older eval.json lack it
+                    "mode_error": res.get("mode_error", float("nan")),
+                    "target_mode_error": ev.get("target_mode_error", float("nan")),
+                    "base_mode_error": ev.get("base_mode_error", float("nan")),
                 }
             )
     return pd.DataFrame(rows)
@@ -46,6 +50,9 @@ def summarise(df: pd.DataFrame) -> pd.DataFrame:
         reward=("reward", "mean"),
         target_reward=("target_reward", "mean"),
         base_reward=("base_reward", "mean"),
+        mode_error=("mode_error", "mean"),
+        target_mode_error=("target_mode_error", "mean"),
+        base_mode_error=("base_mode_error", "mean"),
     )
     return agg.reset_index()
 
@@ -58,7 +65,10 @@ def main(inputs: list[str], csv: str, md: str) -> None:
         "Distance of fine-tuned samples to the exact tilted target (`distance`), next to the\n"
         "sampling-noise floor (two independent target samples of the same size) and the base\n"
         "model's distance. `train_diffusion`: sigma used while fine-tuning; `sampler`: how the\n"
-        "fine-tuned velocity is sampled afterwards; `reward`: mean reward of those samples.\n"
+        "fine-tuned velocity is sampled afterwards; `reward`: mean reward of those samples;\n"
+        "`mode_error`: mass on the wrong mixture components (total variation between the\n"
+        "samples' occupancy of the target's components and its exact weights; `target_`: that of\n"
+        "exact target samples, i.e. sampling noise).\n"
         "Full columns in the CSV. Regenerate: `bash scripts/reproduce.sh`.\n\n"
     )
     cols = [
@@ -74,6 +84,9 @@ def main(inputs: list[str], csv: str, md: str) -> None:
         "reward",
         "target_reward",
         "base_reward",
+        "mode_error",
+        "target_mode_error",
+        "base_mode_error",
     ]
     atomic_write_text(
         Path(md), header + table[cols].to_markdown(index=False, floatfmt=".3g") + "\n"
