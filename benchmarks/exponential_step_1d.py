@@ -24,13 +24,12 @@ import argparse
 import math
 
 import torch
+from _optimal import optimal_rollout
 
-from am.adjoint import lean_adjoint, terminal_adjoint
-from am.diffusion import MemorylessDiffusion
 from am.metrics import wasserstein_1d
 from am.problems.benchmarks import make_problem
 from am.schedules import FlowMatchingSchedule
-from am.sde import EulerMaruyama, Stepper, control_coefficient, simulate, uniform_grid
+from am.sde import EulerMaruyama, Stepper, control_coefficient, uniform_grid
 
 
 class ExponentialStep(Stepper):
@@ -75,17 +74,7 @@ def main() -> None:
     print(f"exact 1-D problem, K = {args.steps}, {n} paths of the optimal velocity v*")
     for stepper in (EulerMaruyama(), ExponentialStep()):
         g = torch.Generator().manual_seed(0)
-        traj = simulate(
-            gt.target_velocity,
-            torch.randn(n, 1, generator=g),
-            schedule=sched,
-            times=times,
-            diffusion=MemorylessDiffusion(sched),
-            stepper=stepper,
-            generator=g,
-        )
-        terminal, _ = terminal_adjoint(gt.reward, traj.final, gt.reward_scale)
-        adj = lean_adjoint(gt.velocity, traj, schedule=sched, stepper=stepper, terminal=terminal)
+        traj, adj = optimal_rollout(gt, times, n, generator=g, stepper=stepper)
         w1 = wasserstein_1d(traj.final[:, 0], exact)
         cells = []
         with torch.no_grad():

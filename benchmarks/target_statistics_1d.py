@@ -11,12 +11,11 @@ K = 40 discrete fixed point differs from the continuous optimum.
 import argparse
 
 import torch
+from _optimal import optimal_rollout
 
-from am.adjoint import lean_adjoint, terminal_adjoint
-from am.diffusion import MemorylessDiffusion
 from am.problems.benchmarks import make_problem
 from am.schedules import FlowMatchingSchedule
-from am.sde import EulerMaruyama, control_coefficient, simulate, uniform_grid
+from am.sde import control_coefficient, uniform_grid
 
 
 def main() -> None:
@@ -31,16 +30,7 @@ def main() -> None:
     g = torch.Generator().manual_seed(0)
     times = uniform_grid(args.steps)
     n = args.paths
-    traj = simulate(
-        vstar,
-        torch.randn(n, 1, generator=g),
-        schedule=sched,
-        times=times,
-        diffusion=MemorylessDiffusion(sched),
-        generator=g,
-    )
-    terminal, _ = terminal_adjoint(gt.reward, traj.final, 1.0)
-    adj = lean_adjoint(base, traj, schedule=sched, stepper=EulerMaruyama(), terminal=terminal)
+    traj, adj = optimal_rollout(gt, times, n, generator=g)
 
     def at(k):
         x, tk, sig = traj.states[k][:, 0], times[k].expand(n), traj.sigmas[k]

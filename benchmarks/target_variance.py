@@ -24,12 +24,11 @@ from __future__ import annotations
 import argparse
 
 import torch
+from _optimal import optimal_rollout
 
-from am.adjoint import lean_adjoint, terminal_adjoint
-from am.diffusion import MemorylessDiffusion
 from am.problems.benchmarks import PROBLEMS, make_problem
 from am.schedules import FlowMatchingSchedule
-from am.sde import EulerMaruyama, control_coefficient, simulate, uniform_grid
+from am.sde import control_coefficient, uniform_grid
 
 TIMES = (0.0, 0.05, 0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9)
 
@@ -40,16 +39,7 @@ def table(problem: str, num_steps: int, paths: int, seed: int) -> None:
     base, vstar = gt.velocity, gt.target_velocity
     g = torch.Generator().manual_seed(seed)
     times = uniform_grid(num_steps)
-    traj = simulate(
-        vstar,
-        torch.randn(paths, gt.dim, generator=g),
-        schedule=sched,
-        times=times,
-        diffusion=MemorylessDiffusion(sched),
-        generator=g,
-    )
-    terminal, _ = terminal_adjoint(gt.reward, traj.final, gt.reward_scale)
-    adj = lean_adjoint(base, traj, schedule=sched, stepper=EulerMaruyama(), terminal=terminal)
+    traj, adj = optimal_rollout(gt, times, paths, generator=g)
     print(f"\n{problem}, K = {num_steps}, {paths} optimal paths, target -sigma_k a_(k+1)")
     print("      t      coef (s.e.)     |u*|       noise        paths")
     with torch.no_grad():

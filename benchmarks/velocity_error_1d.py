@@ -19,10 +19,9 @@ import argparse
 
 import torch
 import yaml
+from _optimal import optimal_rollout
 
-from am.adjoint import lean_adjoint, terminal_adjoint
-from am.diffusion import MemorylessDiffusion
-from am.sde import control_coefficient, make_stepper, simulate, uniform_grid
+from am.sde import control_coefficient, make_stepper, uniform_grid
 from amcli.config import parse_run_config
 from amcli.run import load_model
 
@@ -68,17 +67,7 @@ def main() -> None:
     times = uniform_grid(K)
     print(f"\n2. fixed point of the K = {K} {stepper.name} regression (exact v* plugged in)")
     print("   k      t   dv* mean   target mean   dv* slope   target slope")
-    traj = simulate(
-        vstar,
-        torch.randn(n, 1, generator=g),
-        schedule=sched,
-        times=times,
-        diffusion=MemorylessDiffusion(sched),
-        stepper=stepper,
-        generator=g,
-    )
-    terminal, _ = terminal_adjoint(gt.reward, traj.final, gt.reward_scale)
-    adj = lean_adjoint(base, traj, schedule=sched, stepper=stepper, terminal=terminal)
+    traj, adj = optimal_rollout(gt, times, n, generator=g, stepper=stepper)
     with torch.no_grad():
         for k in (0, 1, 2, 4, 8, 16):
             x, tk, sig = traj.states[k], times[k].expand(n), traj.sigmas[k]
