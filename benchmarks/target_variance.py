@@ -1,6 +1,8 @@
 """Signal and noise of the Adjoint Matching regression target, per step, on the exact problems.
 
-Run: ``python benchmarks/target_variance.py [--problems ...] [--steps 40 200] [--paths 20000]``.
+Run: ``python benchmarks/target_variance.py [--problems ...] [--steps 40 200] [--paths 20000]
+[--late-power P]``. ``--late-power P`` replaces the uniform grid by ``t_k = 1 - (1 - k/K)^P``
+(steps finer towards t = 1 for ``P > 1``), to see which part of the grid a bias comes from.
 
 For each problem and each grid size K, simulates the *optimal* process (the exact tilted velocity
 ``v*``) with K memoryless Euler-Maruyama steps, runs the lean adjoint through the base and, at
@@ -33,17 +35,19 @@ from am.sde import control_coefficient, uniform_grid
 TIMES = (0.0, 0.05, 0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9)
 
 
-def table(problem: str, num_steps: int, paths: int, seed: int) -> None:
+def table(problem: str, num_steps: int, paths: int, seed: int, late_power: float = 1.0) -> None:
     sched = FlowMatchingSchedule()
     gt = make_problem(problem, sched, 1.0)
     base, vstar = gt.velocity, gt.target_velocity
     g = torch.Generator().manual_seed(seed)
-    times = uniform_grid(num_steps)
+    times = 1 - (1 - uniform_grid(num_steps)) ** late_power
     traj, adj = optimal_rollout(gt, times, paths, generator=g)
-    print(f"\n{problem}, K = {num_steps}, {paths} optimal paths, target -sigma_k a_(k+1)")
+    grid = "" if late_power == 1 else f", grid 1 - (1 - k/K)^{late_power:g}"
+    print(f"\n{problem}, K = {num_steps}{grid}, {paths} optimal paths, target -sigma_k a_(k+1)")
     print("      t      coef (s.e.)     |u*|       noise        paths")
     with torch.no_grad():
-        for k in sorted({min(round(f * num_steps), num_steps - 1) for f in TIMES}):
+        ks = {min(int(torch.argmin((times[:-1] - f).abs())), num_steps - 1) for f in TIMES}
+        for k in sorted(ks):
             x, sig = traj.states[k], traj.sigmas[k]
             tk = times[k].expand(paths)
             u = control_coefficient(sched(times[k]), sig) * (vstar(x, tk) - base(x, tk))
@@ -69,11 +73,12 @@ def main() -> None:
     ap.add_argument("--steps", nargs="*", type=int, default=[40, 200])
     ap.add_argument("--paths", type=int, default=20_000)
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--late-power", type=float, default=1.0)
     args = ap.parse_args()
     torch.set_num_threads(1)
     for problem in args.problems:
         for k in args.steps:
-            table(problem, k, args.paths, args.seed)
+            table(problem, k, args.paths, args.seed, args.late_power)
 
 
 if __name__ == "__main__":
