@@ -156,11 +156,6 @@ def evaluate(cfg: RunConfig, run_dir: str | Path) -> dict:
 
     floor = noise_floor(gt.target.sample, n, metric=metric, generator=g, repeats=ev.floor_repeats)
 
-    def mode_error(x):
-        """Total variation between the sample's occupancy of the target's modes and the target's
-        exact mode weights: the mass a sampler put on the wrong modes (0 = right weights)."""
-        return 0.5 * float((gt.target.occupancy(x) - gt.target.weights.to(x)).abs().sum())
-
     result = {
         "problem": cfg.problem.name,
         "method": cfg.method,
@@ -181,8 +176,8 @@ def evaluate(cfg: RunConfig, run_dir: str | Path) -> dict:
         "target_distance_to_base": dist(target, base),
         "target_weights": gt.target.weights.tolist(),
         # mode-weight error of n exact target samples (sampling noise) and of the base
-        "target_mode_error": mode_error(target),
-        "base_mode_error": mode_error(base),
+        "target_mode_error": gt.target.mode_error(target),
+        "base_mode_error": gt.target.mode_error(base),
         "samplers": {},
     }
     arrays = {"target": target.numpy(), "base": base.numpy()}
@@ -206,7 +201,7 @@ def evaluate(cfg: RunConfig, run_dir: str | Path) -> dict:
             "distance_to_base": dist(x, base) if finite else float("nan"),
             "diversity": div(x) if finite else float("nan"),
             "mode_weights": gt.target.occupancy(x).tolist() if finite else None,
-            "mode_error": mode_error(x) if finite else float("nan"),
+            "mode_error": gt.target.mode_error(x) if finite else float("nan"),
             "finite": finite,
         }
         arrays[f"finetuned_{name}"] = x.numpy()

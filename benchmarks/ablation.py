@@ -140,16 +140,13 @@ def optimum_row(problem: str, n: int) -> dict:
     def dist(x):
         return sample_distance(x, tgt, metric=metric, generator=torch.Generator().manual_seed(1))
 
-    def mode_error(x):
-        return 0.5 * float((gt.target.occupancy(x) - gt.target.weights).abs().sum())
-
     return {
         "variant": "exact v*, sampled with K = 40 (no training)",
         "w1_sde": dist(xs["sde"]),
         "w1_ode": dist(xs["ode"]),
         "reward_sde": float(gt.reward(xs["sde"]).mean()),
-        "mode_error_sde": mode_error(xs["sde"]),
-        "target_mode_error": mode_error(tgt),
+        "mode_error_sde": gt.target.mode_error(xs["sde"]),
+        "target_mode_error": gt.target.mode_error(tgt),
         "target_reward": float(gt.reward(tgt).mean()),
         "floor": float("nan"),
     }

@@ -139,6 +139,12 @@ class GaussianMixture:
         to ``weights`` measures how well another sampler puts mass on the right modes."""
         return self.responsibilities(x).mean(0)
 
+    def mode_error(self, x: Tensor) -> float:
+        """Total variation between the occupancy of a sample ``x [B, D]`` and ``weights``: the
+        mass the sample puts on the wrong components (0 = right weights; for this mixture's own
+        samples, sampling noise)."""
+        return 0.5 * float((self.occupancy(x) - self.weights.to(x)).abs().sum())
+
     def mean(self) -> Tensor:
         """Mixture mean ``[D]``."""
         return self.weights @ self.means

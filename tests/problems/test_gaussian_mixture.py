@@ -122,6 +122,9 @@ def test_occupancy_of_own_samples_is_the_weights():
     other = GaussianMixture(torch.tensor([0.1, 0.1, 0.8], dtype=F64), gm.means, gm.covs)
     occ = gm.occupancy(other.sample(n, generator=torch.Generator().manual_seed(2)))
     assert (occ - gm.weights).abs().sum() > 0.5
+    assert gm.mode_error(other.sample(n, generator=torch.Generator().manual_seed(2))) == (
+        pytest.approx(0.5 * float((occ - gm.weights).abs().sum()))
+    )
 
 
 # -- GaussianMixtureVelocity: marginal, score, posterior mean ---------------------------------
