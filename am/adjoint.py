@@ -31,11 +31,23 @@ __all__ = ["AdjointResult", "terminal_adjoint", "lean_adjoint", "full_adjoint"]
 class AdjointResult:
     """``adjoints [K+1, B, *shape]`` (``adjoints[k] = a_k``; rows below ``first_step`` are zero),
     ``base_velocity [K, B, *shape]`` (``v_base(X_k, t_k)``, rows below ``first_step`` zero),
-    ``first_step``: the smallest ``k`` whose VJP was computed."""
+    ``first_step``: the smallest ``k`` whose VJP was computed; ``corrections [K+1, B, *shape]`` or
+    ``None``: the control variate's increments (:mod:`am.control_variate`), already propagated:
+    then ``adjoints[k] = J_k^T (adjoints[k+1] - corrections[k+1])``."""
 
     adjoints: Tensor
     base_velocity: Tensor
     first_step: int
+    corrections: Tensor | None = None
+
+    def target_adjoint(self, steps: Tensor, offset: int) -> Tensor:
+        """The adjoint the regression at ``steps [M]`` uses, ``[M, B, *shape]``: ``a_{k+1}`` minus
+        its own step's correction (``offset = 1``, whose noise ``eps_k`` comes after ``X_k``), or
+        ``a_k`` (``offset = 0``). Either way its conditional mean given ``X_k`` is unchanged."""
+        a = self.adjoints[steps + offset]
+        if self.corrections is not None and offset == 1:
+            a = a - self.corrections[steps + 1]
+        return a
 
 
 def terminal_adjoint(reward, x1: Tensor, reward_scale: float) -> tuple[Tensor, Tensor]:
@@ -75,17 +87,26 @@ def _backward(
     schedule: Schedule,
     terminal: Tensor,
     first_step: int,
+    corrections: Tensor | None = None,
 ) -> AdjointResult:
-    """``a_k = d/dX_k [ <step_map(X_k), a_{k+1}> + extra(X_k) ]`` from ``a_K = terminal`` down to
-    ``first_step``; one small graph per step, w.r.t. ``X_k`` only, freed right after."""
+    """``a_k = d/dX_k [ <step_map(X_k), a_{k+1} - delta_{k+1}> + extra(X_k) ]`` from
+    ``a_K = terminal`` down to ``first_step`` (``delta = corrections``, or none); one small graph
+    per step, w.r.t. ``X_k`` only, freed right after."""
     K = trajectory.num_steps
     if not 0 <= first_step <= K:
         raise ValueError(f"first_step must be in [0, {K}], got {first_step}")
     states, times = trajectory.states, trajectory.times
     adjoints = torch.zeros_like(states)
     base_v = torch.zeros_like(trajectory.noises)
+    if corrections is not None and corrections.shape != states.shape:
+        raise ValueError(
+            f"corrections must have the states' shape {tuple(states.shape)}, "
+            f"got {tuple(corrections.shape)}"
+        )
     adjoints[K] = a = terminal
     for k in range(K - 1, first_step - 1, -1):
+        if corrections is not None:
+            a = a - corrections[k + 1]
         step = _Step(
             k=k,
             sv=schedule(times[k]),
@@ -101,7 +122,7 @@ def _backward(
             total = (out * a).sum() if extra is None else (out * a).sum() + extra
             (a,) = torch.autograd.grad(total, x)
         adjoints[k], base_v[k] = a, v_base.detach()
-    return AdjointResult(adjoints, base_v, first_step)
+    return AdjointResult(adjoints, base_v, first_step, corrections)
 
 
 def lean_adjoint(
@@ -112,16 +133,18 @@ def lean_adjoint(
     stepper: Stepper,
     terminal: Tensor,
     first_step: int = 0,
+    corrections: Tensor | None = None,
 ) -> AdjointResult:
     """Lean adjoint by exact VJPs of the base step map, from ``a_K = terminal [B, *shape]`` back to
-    ``a_{first_step}`` (steps below ``first_step`` are not needed by the loss and are skipped)."""
+    ``a_{first_step}`` (steps below ``first_step`` are not needed by the loss and are skipped).
+    ``corrections``: control-variate increments (:mod:`am.control_variate`) or ``None``."""
 
     def base_step(x: Tensor, s: _Step):
         v = base(x, s.t)
         out = stepper.step(x, v, sv=s.sv, sv_next=s.sv_next, sigma=s.sigma, noise=s.noise)
         return out, None, v
 
-    return _backward(base_step, trajectory, schedule, terminal, first_step)
+    return _backward(base_step, trajectory, schedule, terminal, first_step, corrections)
 
 
 def full_adjoint(
@@ -133,6 +156,7 @@ def full_adjoint(
     stepper: Stepper,
     terminal: Tensor,
     first_step: int = 0,
+    corrections: Tensor | None = None,
 ) -> AdjointResult:
     """Full (basic) adjoint: ``a_k = J_k^{ft T} a_{k+1} + h grad_x |u(X_k)|^2 / 2`` where ``J^ft`` is
     the fine-tuned model's step Jacobian and ``u = c (v_ft - v_base)`` (see
@@ -145,4 +169,4 @@ def full_adjoint(
         u = control_coefficient(s.sv, s.sigma) * (v_ft - v_b)
         return out, 0.5 * s.h * (u**2).sum(), v_b
 
-    return _backward(controlled_step, trajectory, schedule, terminal, first_step)
+    return _backward(controlled_step, trajectory, schedule, terminal, first_step, corrections)

@@ -61,6 +61,10 @@ class ResidualVelocity(nn.Module):
     def forward(self, x: Tensor, t: Tensor) -> Tensor:
         return self.base(x, t) + self.net(x, t)
 
+    def difference(self, x: Tensor, t: Tensor) -> Tensor:
+        """``v_ft - v_base`` without evaluating the base (used by :mod:`am.control_variate`)."""
+        return self.net(x, t)
+
 
 def finetunable_copy(base: nn.Module) -> nn.Module:
     """A trainable deep copy of a velocity network (the paper initialises ``v_ft = v_base``)."""
