@@ -35,6 +35,8 @@ BASE = {
 }
 
 ADJ = {"method": {"weighting": "adjoint"}}
+CV = {"control_variate": "antithetic"}
+H256 = {"model": {"hidden": 256}}
 
 VARIANTS_1D = {
     "uniform weighting, grad-norm clip 1": {
@@ -58,6 +60,38 @@ VARIANTS_1D = {
     },
     "drift weighting, no clip": {"method": {"weighting": "drift"}},
     "drift weighting, no clip, K = 100": {"method": {"weighting": "drift", "num_steps": 100}},
+    # the weighting with the network the grid uses in 1-D, and the control variate
+    "uniform weighting, no clip, hidden 256": {"method": {"weighting": "uniform"}, **H256},
+    "adjoint weighting, no clip, hidden 256, control variate": {
+        "method": {"weighting": "adjoint", **CV},
+        **H256,
+    },
+    "uniform weighting, no clip, hidden 256, control variate": {
+        "method": {"weighting": "uniform", **CV},
+        **H256,
+    },
+    "drift weighting, no clip, hidden 256, control variate": {
+        "method": {"weighting": "drift", **CV},
+        **H256,
+    },
+    "uniform weighting, no clip, hidden 256, control variate, K = 80 (loss on 40 random steps)": {
+        "method": {
+            "weighting": "uniform",
+            "num_steps": 80,
+            "steps": {"mode": "uniform", "num_steps": 40},
+            **CV,
+        },
+        **H256,
+    },
+}
+
+# The default grid's 2-D setting (800 iterations, hidden 64), weighting x control variate.
+IT800 = {"train": {"iterations": 800}}
+VARIANTS_2D = {
+    "default (adjoint weighting)": {**ADJ, **IT800},
+    "uniform weighting": {"method": {"weighting": "uniform"}, **IT800},
+    "adjoint weighting, control variate": {"method": {"weighting": "adjoint", **CV}, **IT800},
+    "uniform weighting, control variate": {"method": {"weighting": "uniform", **CV}, **IT800},
 }
 
 # The default grid's 10-D setting (800 iterations, adjoint weighting, no clip) and what does not
@@ -74,11 +108,13 @@ VARIANTS_10D = {
 
 VARIANTS = {
     "gmm1d_linear": VARIANTS_1D,
+    "gmm2d_quadratic": VARIANTS_2D,
     "gmm10d_quadratic": VARIANTS_10D,
 }
-# 20 000 evaluation samples in 1-D; the grid's 5000 in 10-D (sliced W1 costs more there)
+# 20 000 evaluation samples in 1-D; the grid's 5000 in 2-D and 10-D (sliced W1 costs more there)
 EVAL = {
     "gmm1d_linear": {"eval": {"num_samples": 20000}},
+    "gmm2d_quadratic": {"eval": {"num_samples": 5000}},
     "gmm10d_quadratic": {"eval": {"num_samples": 5000}},
 }
 

@@ -35,6 +35,7 @@ VARIANTS = {  # extra rows: name -> (registry key, config overrides)
         "adjoint_matching",
         {"steps": StepSubset("paper")},
     ),
+    "adjoint_matching (control variate)": ("adjoint_matching", {"control_variate": "antithetic"}),
     "draft (K = 40, full backprop)": ("draft", {"grad_steps": 40}),
     "discrete_adjoint (checkpointing)": ("discrete_adjoint", {"checkpoint": True}),
 }
