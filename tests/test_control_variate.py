@@ -8,7 +8,7 @@ from am.adjoint import lean_adjoint, terminal_adjoint
 from am.control_variate import adjoint_estimate, antithetic_corrections
 from am.diffusion import MemorylessDiffusion
 from am.methods import AdjointMatchingConfig
-from am.models import TimeMLP
+from am.models import ResidualVelocity, TimeMLP
 from am.problems.benchmarks import make_problem
 from am.schedules import FlowMatchingSchedule, LinearVPSchedule
 from am.sde import DDPMStep, EulerMaruyama, Trajectory, simulate, uniform_grid
@@ -92,7 +92,9 @@ def test_corrected_recursion_equals_vjp_of_corrected_adjoint():
         (vjp,) = torch.autograd.grad(out, xk, grad_outputs=adj.adjoints[k + 1] - delta[k + 1])
         torch.testing.assert_close(adj.adjoints[k], vjp, rtol=1e-10, atol=1e-12)
     steps = torch.tensor([1, 4])
-    torch.testing.assert_close(adj.target_adjoint(steps, 1), adj.adjoints[steps + 1] - delta[steps + 1])
+    torch.testing.assert_close(
+        adj.target_adjoint(steps, 1), adj.adjoints[steps + 1] - delta[steps + 1]
+    )
     torch.testing.assert_close(adj.target_adjoint(steps, 0), adj.adjoints[steps])
     # zero corrections reproduce the plain lean adjoint
     zero = lean_adjoint(
@@ -148,9 +150,28 @@ def test_same_mean_target_with_less_noise_on_exact_problem():
     z = diff.mean(1) / (diff.std(1) / P**0.5)
     assert z.abs().max() < 4.0, z
     ratio = y_plain[..., 0].var(1) / y_cv[..., 0].var(1)
-    assert ratio[2:9].min() > 2.5, ratio  # measured 2.8-3.0 at K = 20 (about 6 at K = 40)  # t = 0.1 .. 0.4
+    assert ratio[2:9].min() > 2.5, (
+        ratio
+    )  # measured 2.8-3.0 at K = 20 (about 6 at K = 40)  # t = 0.1 .. 0.4
 
 
 def test_config_rejects_unknown_control_variate():
     with pytest.raises(ValueError, match="control_variate"):
         AdjointMatchingConfig(control_variate="jvp")
+
+
+def test_estimate_uses_residual_difference_and_matches_generic_form():
+    # ResidualVelocity.difference (no base forward) gives the same g as v_ft - v_base
+    schedule = FlowMatchingSchedule()
+    base, net = _mlps(2)
+    model = ResidualVelocity(base, net)
+    traj = _trajectory(model, schedule, EulerMaruyama())
+    kwargs = dict(reward=reward, reward_scale=1.0, schedule=schedule, trajectory=traj)
+    fast = adjoint_estimate(model, base, **kwargs)
+    generic = adjoint_estimate(lambda x, t: model(x, t), base, **kwargs)
+    x = traj.states[3]
+    torch.testing.assert_close(fast(x, 3), generic(x, 3))
+    assert fast(x, 3).abs().max() > 0
+    torch.testing.assert_close(
+        fast(x, 6), -torch.func.vmap(torch.func.grad(lambda z: reward(z[None])[0]))(x)
+    )
