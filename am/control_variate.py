@@ -23,8 +23,9 @@ fixed point is unchanged, only its noise drops (by the part of the martingale ``
 explains). Cost: one forward of the fine-tuned model and of the base at the ``K`` mirrored states
 (no VJP); the VJP count stays one per step.
 
-Measured (``python benchmarks/target_variance.py --control-variate``): with the exact ``g`` the
-paths a step needs for a signal-to-noise ratio of 1 drop about 6x in 1-D and 3-5x in 2-D.
+Measured (``python benchmarks/target_variance.py``, its control-variate columns): with ``g`` from
+the exact optimum the paths a step needs for a signal-to-noise ratio of 1 drop about 4x in 1-D
+and 3x in 2-D (K = 40).
 """
 
 from __future__ import annotations
