@@ -40,20 +40,23 @@ WEIGHTINGS: dict[str, Callable[[Tensor], Tensor]] = {
 
 @dataclass(frozen=True)
 class StepSubset:
-    """Which steps enter the loss. ``mode`` in ``{"all", "uniform", "paper"}``."""
+    """Which steps enter the loss. ``mode`` in ``{"all", "uniform", "paper"}``; steps below
+    ``start`` never do (``start = 1`` leaves out the singular first step, whose discrete target
+    is not the continuous control: README, "Findings")."""
 
     mode: str = "all"
     num_steps: int = 20
     num_random: int = 10
     early_fraction: float = 0.75
     num_last: int = 10
+    start: int = 0
 
     def __post_init__(self):
         if self.mode not in ("all", "uniform", "paper"):
             raise ValueError(
                 f"step subset mode must be 'all', 'uniform' or 'paper', got {self.mode!r}"
             )
-        for key in ("num_steps", "num_random", "num_last"):
+        for key in ("num_steps", "num_random", "num_last", "start"):
             if getattr(self, key) < 0:
                 raise ValueError(f"step subset {key} must be >= 0, got {getattr(self, key)}")
         if not 0 < self.early_fraction <= 1:
@@ -62,7 +65,16 @@ class StepSubset:
             )
 
     def select(self, K: int, generator: torch.Generator | None = None) -> Tensor:
-        """Sorted step indices ``[M]`` in ``0 .. K-1``."""
+        """Sorted step indices ``[M]`` in ``start .. K-1``."""
+        if not self.start < K:
+            raise ValueError(
+                f"step subset start must be < the number of steps {K}, got {self.start}"
+            )
+        if self.start:
+            return self._select(K - self.start, generator) + self.start
+        return self._select(K, generator)
+
+    def _select(self, K: int, generator: torch.Generator | None) -> Tensor:
         if self.mode == "all":
             return torch.arange(K)
         if self.mode == "uniform":

@@ -83,6 +83,25 @@ VARIANTS_1D = {
         },
         **H256,
     },
+    # the K = 80 target's fixed point is about half the K = 40 one's distance (fixed_point_1d.py)
+    "uniform weighting, no clip, hidden 256, control variate, K = 80": {
+        "method": {"weighting": "uniform", "num_steps": 80, **CV},
+        **H256,
+    },
+    "uniform weighting, no clip, hidden 256, control variate, no loss on step 0": {
+        "method": {"weighting": "uniform", "steps": {"mode": "all", "start": 1}, **CV},
+        **H256,
+    },
+    "uniform weighting, no clip, hidden 256, control variate, 3000 iterations": {
+        "method": {"weighting": "uniform", **CV},
+        "train": {"iterations": 3000},
+        **H256,
+    },
+    "uniform weighting, no clip, hidden 256, control variate, batch 1024": {
+        "method": {"weighting": "uniform", **CV},
+        "train": {"batch_size": 1024},
+        **H256,
+    },
 }
 
 # The default grid's 2-D setting (800 iterations, hidden 64), weighting x control variate.
@@ -92,6 +111,22 @@ VARIANTS_2D = {
     "uniform weighting": {"method": {"weighting": "uniform"}, **IT800},
     "adjoint weighting, control variate": {"method": {"weighting": "adjoint", **CV}, **IT800},
     "uniform weighting, control variate": {"method": {"weighting": "uniform", **CV}, **IT800},
+}
+
+# The Theorem 1 grid's setting on the 2-D mixture whose modes overlap (uniform weighting, control
+# variate, 800 iterations, hidden 64) and what moves it.
+UCV = {"method": {"weighting": "uniform", **CV}}
+VARIANTS_2D_OVERLAP = {
+    "grid setting (uniform weighting, control variate)": {**UCV, **IT800},
+    "no loss on step 0": {
+        "method": {"weighting": "uniform", "steps": {"mode": "all", "start": 1}, **CV},
+        **IT800,
+    },
+    "hidden 256": {**UCV, **IT800, **H256},
+    "2400 iterations": {**UCV, "train": {"iterations": 2400}},
+    "batch 1024": {**UCV, "train": {"iterations": 800, "batch_size": 1024}},
+    "lr 3e-3": {**UCV, "train": {"iterations": 800, "lr": 3e-3}},
+    "2400 iterations, hidden 256": {**UCV, "train": {"iterations": 2400}, **H256},
 }
 
 # The default grid's 10-D setting (800 iterations, adjoint weighting, no clip) and what does not
@@ -109,12 +144,14 @@ VARIANTS_10D = {
 VARIANTS = {
     "gmm1d_linear": VARIANTS_1D,
     "gmm2d_quadratic": VARIANTS_2D,
+    "gmm2d_overlap_quadratic": VARIANTS_2D_OVERLAP,
     "gmm10d_quadratic": VARIANTS_10D,
 }
 # 20 000 evaluation samples in 1-D; the grid's 5000 in 2-D and 10-D (sliced W1 costs more there)
 EVAL = {
     "gmm1d_linear": {"eval": {"num_samples": 20000}},
     "gmm2d_quadratic": {"eval": {"num_samples": 5000}},
+    "gmm2d_overlap_quadratic": {"eval": {"num_samples": 5000}},
     "gmm10d_quadratic": {"eval": {"num_samples": 5000}},
 }
 

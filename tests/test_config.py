@@ -60,12 +60,13 @@ def test_registry_and_grid():
     runs = all_runs(config)
     tags = list(METHODS) + list(config["variants"])  # "all": every registry key, then variants
     assert [r["method"] for r in runs[: len(tags)]] == tags
-    # three problems run every tag at both scales; the fourth only the Theorem 1 tags at lambda 1
-    assert len(runs) == 3 * 2 * len(tags) + 3
-    assert problem_names(config)[-1] == "gmm10d_overlap_quadratic"
-    assert [r["method"] for r in runs if r["problem"] == "gmm10d_overlap_quadratic"] == config[
-        "figure2"
-    ]["methods"]
+    # three problems run every tag at both scales; the two overlapping-mode problems only the
+    # Theorem 1 tags at lambda 1
+    assert len(runs) == 3 * 2 * len(tags) + 2 * 3
+    assert problem_names(config)[-2:] == ["gmm2d_overlap_quadratic", "gmm10d_overlap_quadratic"]
+    for problem in problem_names(config)[-2:]:
+        trio = [r["method"] for r in runs if r["problem"] == problem]
+        assert trio == config["figure2"]["methods"]
     validate_grid(config)
     d = run_config_dict(config, "gmm1d_linear", "2", "am_constant_sigma_0.2", 3)
     cfg = parse_run_config(d)
@@ -91,11 +92,11 @@ def test_registry_and_grid():
         (lambda c: c["methods"].update(draft={"grad_steps": 0}), "grad_steps"),
         (lambda c: c["variants"].update(bad={"name": "draft", "grad_step": 2}), "grad_step"),
         (lambda c: c["variants"].update(bad={"name": "draft", "train": {"lr": -1}}), "train.lr"),
-        (lambda c: c["grid"]["problems"].append({"nme": "x"}), r"grid.problems\[4\]"),
+        (lambda c: c["grid"]["problems"].append({"nme": "x"}), r"grid.problems\[5\]"),
         (lambda c: c["grid"]["problems"].append({"name": "x", "seeds": [1]}), "seeds: unknown"),
         (
             lambda c: c["grid"]["problems"].append({"name": "x", "methods": ["nope"]}),
-            r"grid.problems\[4\].methods: unknown method tag 'nope'",
+            r"grid.problems\[5\].methods: unknown method tag 'nope'",
         ),
         (lambda c: c["grid"]["problems"].append({"name": "x", "reward_scales": []}), "non-empty"),
     ],

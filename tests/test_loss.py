@@ -15,6 +15,14 @@ def test_step_subsets():
     u = StepSubset("uniform", num_steps=5).select(40, g)
     assert u.numel() == 5 and (u[1:] > u[:-1]).all()
     assert StepSubset("paper").select(4, g).tolist() == [0, 1, 2, 3]  # small K: never out of range
+    # start: the steps below it never enter the loss, in every mode
+    assert StepSubset("all", start=1).select(5).tolist() == [1, 2, 3, 4]
+    assert (StepSubset("uniform", num_steps=39, start=1).select(40, g) >= 1).all()
+    assert StepSubset("paper", start=2).select(40, g)[-10:].tolist() == list(range(30, 40))
+    with pytest.raises(ValueError, match="start"):
+        StepSubset("all", start=5).select(5)
+    with pytest.raises(ValueError, match="start"):
+        StepSubset("all", start=-1)
     with pytest.raises(ValueError, match="mode"):
         StepSubset("some")
     with pytest.raises(ValueError, match="early_fraction"):

@@ -8,6 +8,8 @@ only errors left after fine-tuning are the method's and the discretisation's.
   the paper's Figure 2 setting).
 * ``gmm2d_quadratic``: four components at ``(+-2, +-2)``, std 0.5, unequal weights,
   ``r(x) = -(x - m).A.(x - m) / 2`` with ``m = (1, 0)``, ``A = 0.5 I``.
+* ``gmm2d_overlap_quadratic``: the same weights and reward with the components at ``(+-1, +-1)``,
+  std 0.5 (neighbours 4 standard deviations apart instead of 8).
 * ``gmm10d_quadratic``: four components with fixed random means (seed 0, scale 1.5),
   anisotropic covariances, ``r(x) = -(x - m).A.(x - m) / 2`` with ``A = 0.3 I``, ``m = 0.5 1``.
 """
@@ -70,6 +72,23 @@ def _gmm2d_quadratic(schedule: Schedule, reward_scale: float) -> GroundTruth:
     )
 
 
+def _gmm2d_overlap_quadratic(schedule: Schedule, reward_scale: float) -> GroundTruth:
+    """``gmm2d_quadratic`` with the modes twice as close: the density midway between neighbours is 27 %
+    of a mode's peak instead of 0.07 %, so moving mass between modes is no rare event for the
+    lean adjoint (README, "Findings")."""
+    means = torch.tensor([[-1.0, -1.0], [-1.0, 1.0], [1.0, -1.0], [1.0, 1.0]])
+    base = GaussianMixture.isotropic(means, 0.5, weights=torch.tensor([0.4, 0.3, 0.2, 0.1]))
+    reward = QuadraticReward(torch.tensor([1.0, 0.0]), 0.5 * torch.eye(2))
+    return GroundTruth(
+        "gmm2d_overlap_quadratic",
+        base,
+        reward,
+        reward_scale,
+        reward.tilt(base, reward_scale),
+        schedule,
+    )
+
+
 def _random_10d_problem(
     name: str, schedule: Schedule, reward_scale: float, *, mean_scale: float, eig: tuple
 ) -> GroundTruth:
@@ -108,6 +127,7 @@ def _gmm10d_overlap_quadratic(schedule: Schedule, reward_scale: float) -> Ground
 PROBLEMS: dict[str, Callable[[Schedule, float], GroundTruth]] = {
     "gmm1d_linear": _gmm1d_linear,
     "gmm2d_quadratic": _gmm2d_quadratic,
+    "gmm2d_overlap_quadratic": _gmm2d_overlap_quadratic,
     "gmm10d_quadratic": _gmm10d_quadratic,
     "gmm10d_overlap_quadratic": _gmm10d_overlap_quadratic,
 }
