@@ -4,14 +4,21 @@ autograd, and on the exact 1-D problem the same mean target with several times l
 import pytest
 import torch
 
-from am.adjoint import lean_adjoint, terminal_adjoint
+from am.adjoint import full_adjoint, lean_adjoint, terminal_adjoint
 from am.control_variate import adjoint_estimate, antithetic_corrections
 from am.diffusion import MemorylessDiffusion
 from am.methods import AdjointMatchingConfig
 from am.models import ResidualVelocity, TimeMLP
 from am.problems.benchmarks import make_problem
 from am.schedules import FlowMatchingSchedule, LinearVPSchedule
-from am.sde import DDPMStep, EulerMaruyama, Trajectory, simulate, uniform_grid
+from am.sde import (
+    DDPMStep,
+    EulerMaruyama,
+    Trajectory,
+    control_coefficient,
+    simulate,
+    uniform_grid,
+)
 
 
 def reward(x):
@@ -110,6 +117,39 @@ def test_corrected_recursion_equals_vjp_of_corrected_adjoint():
         lean_adjoint(
             base, traj, schedule=schedule, stepper=stepper, terminal=terminal, corrections=delta[1:]
         )
+
+
+def test_full_adjoint_takes_the_corrections_the_same_way():
+    """Basic Adjoint Matching with the control variate: ``a_k = J_k^{ft T} (a_{k+1} - delta_{k+1})
+    + h grad |u(X_k)|^2 / 2``, checked against autograd through the fine-tuned step."""
+    schedule, stepper = FlowMatchingSchedule(), EulerMaruyama()
+    base, model = _mlps(2)
+    traj = _trajectory(model, schedule, stepper, K=5)
+    terminal, _ = terminal_adjoint(reward, traj.final, 1.0)
+    g = adjoint_estimate(
+        model, base, reward=reward, reward_scale=1.0, schedule=schedule, trajectory=traj
+    )
+    delta = antithetic_corrections(g, traj, schedule=schedule, stepper=stepper)
+    kw = dict(schedule=schedule, stepper=stepper, terminal=terminal)
+    adj = full_adjoint(base, model, traj, corrections=delta, **kw)
+    assert (adj.adjoints[0] - full_adjoint(base, model, traj, **kw).adjoints[0]).abs().max() > 1e-6
+    for k in range(5):
+        xk = traj.states[k].clone().requires_grad_(True)
+        t, sv = traj.times[k].expand(5), schedule(traj.times[k])
+        v_ft = model(xk, t)
+        out = stepper.step(
+            xk,
+            v_ft,
+            sv=sv,
+            sv_next=schedule(traj.times[k + 1]),
+            sigma=traj.sigmas[k],
+            noise=traj.noises[k],
+        )
+        u = control_coefficient(sv, traj.sigmas[k]) * (v_ft - base(xk, t))
+        h = traj.times[k + 1] - traj.times[k]
+        cost = 0.5 * h * (u**2).sum()
+        (vjp,) = torch.autograd.grad((out * (adj.adjoints[k + 1] - delta[k + 1])).sum() + cost, xk)
+        torch.testing.assert_close(adj.adjoints[k], vjp, rtol=1e-10, atol=1e-12)
 
 
 def test_same_mean_target_with_less_noise_on_exact_problem():
