@@ -102,6 +102,11 @@ VARIANTS_1D = {
         "train": {"lr": 3e-3},
         **H256,
     },
+    "uniform weighting, no clip, hidden 256, control variate, lr 3e-3, 3000 iterations": {
+        "method": {"weighting": "uniform", **CV},
+        "train": {"lr": 3e-3, "iterations": 3000},
+        **H256,
+    },
     "uniform weighting, no clip, hidden 256, control variate, batch 1024": {
         "method": {"weighting": "uniform", **CV},
         "train": {"batch_size": 1024},
