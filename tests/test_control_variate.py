@@ -72,15 +72,22 @@ def test_correction_is_odd_in_the_step_noise(schedule, stepper):
     assert torch.all(delta[: k + 1] == 0)
 
 
-def test_corrected_recursion_equals_vjp_of_corrected_adjoint():
+def _corrected_setup(seed: int, K: int):
+    """FM + Euler-Maruyama rollout of a small MLP model, its terminal adjoint and the antithetic
+    corrections built from the model: what both corrected-recursion tests start from."""
     schedule, stepper = FlowMatchingSchedule(), EulerMaruyama()
-    base, model = _mlps(1)
-    traj = _trajectory(model, schedule, stepper, K=6)
+    base, model = _mlps(seed)
+    traj = _trajectory(model, schedule, stepper, K=K)
     terminal, _ = terminal_adjoint(reward, traj.final, 1.0)
     g = adjoint_estimate(
         model, base, reward=reward, reward_scale=1.0, schedule=schedule, trajectory=traj
     )
     delta = antithetic_corrections(g, traj, schedule=schedule, stepper=stepper)
+    return schedule, stepper, base, model, traj, terminal, delta
+
+
+def test_corrected_recursion_equals_vjp_of_corrected_adjoint():
+    schedule, stepper, base, _, traj, terminal, delta = _corrected_setup(1, K=6)
     adj = lean_adjoint(
         base, traj, schedule=schedule, stepper=stepper, terminal=terminal, corrections=delta
     )
@@ -122,14 +129,7 @@ def test_corrected_recursion_equals_vjp_of_corrected_adjoint():
 def test_full_adjoint_takes_the_corrections_the_same_way():
     """Basic Adjoint Matching with the control variate: ``a_k = J_k^{ft T} (a_{k+1} - delta_{k+1})
     + h grad |u(X_k)|^2 / 2``, checked against autograd through the fine-tuned step."""
-    schedule, stepper = FlowMatchingSchedule(), EulerMaruyama()
-    base, model = _mlps(2)
-    traj = _trajectory(model, schedule, stepper, K=5)
-    terminal, _ = terminal_adjoint(reward, traj.final, 1.0)
-    g = adjoint_estimate(
-        model, base, reward=reward, reward_scale=1.0, schedule=schedule, trajectory=traj
-    )
-    delta = antithetic_corrections(g, traj, schedule=schedule, stepper=stepper)
+    schedule, stepper, base, model, traj, terminal, delta = _corrected_setup(2, K=5)
     kw = dict(schedule=schedule, stepper=stepper, terminal=terminal)
     adj = full_adjoint(base, model, traj, corrections=delta, **kw)
     assert (adj.adjoints[0] - full_adjoint(base, model, traj, **kw).adjoints[0]).abs().max() > 1e-6

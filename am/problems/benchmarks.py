@@ -73,9 +73,9 @@ def _gmm2d_quadratic(schedule: Schedule, reward_scale: float) -> GroundTruth:
 
 
 def _gmm2d_overlap_quadratic(schedule: Schedule, reward_scale: float) -> GroundTruth:
-    """``gmm2d_quadratic`` with the modes twice as close: the density midway between neighbours is 27 %
-    of a mode's peak instead of 0.07 %, so moving mass between modes is no rare event for the
-    lean adjoint (README, "Findings")."""
+    """``gmm2d_quadratic`` with the modes twice as close: the density midway between neighbours
+    is 27 % of a mode's peak instead of 0.07 %, so moving mass between modes is no rare event
+    for the lean adjoint (README, "Findings")."""
     means = torch.tensor([[-1.0, -1.0], [-1.0, 1.0], [1.0, -1.0], [1.0, 1.0]])
     base = GaussianMixture.isotropic(means, 0.5, weights=torch.tensor([0.4, 0.3, 0.2, 0.1]))
     reward = QuadraticReward(torch.tensor([1.0, 0.0]), 0.5 * torch.eye(2))
