@@ -107,6 +107,14 @@ VARIANTS_1D = {
         "train": {"lr": 3e-3, "iterations": 3000},
         **H256,
     },
+    # the K = 80 fixed point with the budget that brought K = 40 onto its own (half the batch:
+    # batch 1024 = batch 256 at K = 40, and the per-iteration cost stays that of K = 40)
+    "uniform weighting, no clip, hidden 256, control variate, K = 80, batch 128, lr 3e-3, "
+    "3000 iterations": {
+        "method": {"weighting": "uniform", "num_steps": 80, **CV},
+        "train": {"lr": 3e-3, "iterations": 3000, "batch_size": 128},
+        **H256,
+    },
     "uniform weighting, no clip, hidden 256, control variate, batch 1024": {
         "method": {"weighting": "uniform", **CV},
         "train": {"batch_size": 1024},

@@ -6,7 +6,14 @@ import yaml
 from amcli.__main__ import main
 from amcli.config import ConfigError, parse_run_config, run_config_to_dict
 from baselines import METHODS
-from workflow.scripts.grid import all_runs, problem_names, run_config_dict, validate_grid
+from workflow.scripts.grid import (
+    all_runs,
+    figure2_runs,
+    problem_names,
+    run_config_dict,
+    run_configs,
+    validate_grid,
+)
 
 
 def test_defaults_and_round_trip():
@@ -60,13 +67,9 @@ def test_registry_and_grid():
     runs = all_runs(config)
     tags = list(METHODS) + list(config["variants"])  # "all": every registry key, then variants
     assert [r["method"] for r in runs[: len(tags)]] == tags
-    # three problems run every tag at both scales; the two overlapping-mode problems only the
-    # Theorem 1 tags at lambda 1
-    assert len(runs) == 3 * 2 * len(tags) + 2 * 3
-    assert problem_names(config)[-2:] == ["gmm2d_overlap_quadratic", "gmm10d_overlap_quadratic"]
-    for problem in problem_names(config)[-2:]:
-        trio = [r["method"] for r in runs if r["problem"] == problem]
-        assert trio == config["figure2"]["methods"]
+    # three problems run every tag at both scales
+    assert len(runs) == 3 * 2 * len(tags)
+    assert problem_names(config) == ["gmm1d_linear", "gmm2d_quadratic", "gmm10d_quadratic"]
     validate_grid(config)
     d = run_config_dict(config, "gmm1d_linear", "2", "am_constant_sigma_0.2", 3)
     cfg = parse_run_config(d)
@@ -82,6 +85,52 @@ def test_registry_and_grid():
         validate_grid(config)
 
 
+def test_figure2_is_its_own_experiment():
+    config = yaml.safe_load(open("config/config.yaml"))
+    fig = config["figure2"]
+    runs = figure2_runs(config)
+    assert [r["method"] for r in runs] == fig["methods"] * len(fig["problems"])
+    configs, grid_dirs = run_configs(config), {r["dir"] for r in all_runs(config)}
+    for r in runs:
+        cfg = parse_run_config(configs[r["dir"]])
+        assert (cfg.problem.name, cfg.tag, cfg.train.seed) == (r["problem"], r["method"], 0)
+        assert cfg.problem.reward_scale == fig["reward_scale"]
+        # a run with no figure2 override is the grid's run, if the grid has the point; one with
+        # an override never is
+        shared = r["problem"] in problem_names(config) and r["problem"] not in fig["overrides"]
+        assert (r["dir"] in grid_dirs) == shared
+    one_d = [r for r in runs if r["problem"] == "gmm1d_linear"]
+    assert all(r["dir"].startswith("runs/figure2/gmm1d_linear/") for r in one_d)
+    cfg = parse_run_config(configs[one_d[0]["dir"]])
+    assert (cfg.train.lr, cfg.train.iterations, cfg.model.hidden) == (3e-3, 3000, 256)
+    # the comparison grid keeps its equal budget at the same point
+    grid_cfg = parse_run_config(configs["runs/gmm1d_linear/lam1/adjoint_matching/seed0"])
+    assert (grid_cfg.train.lr, grid_cfg.train.iterations) == (1e-3, 1000)
+    # problems outside the grid (the overlapping modes) run in the figure2 experiment only
+    assert "runs/figure2/gmm2d_overlap_quadratic/lam1/adjoint_matching/seed0" in configs
+    assert len(configs) == len(grid_dirs) + sum(r["dir"] not in grid_dirs for r in runs)
+
+
+@pytest.mark.parametrize(
+    "edit, key",
+    [
+        (lambda f: f.update(problem=["x"]), "figure2.problem: unknown key"),
+        (lambda f: f.update(methods=[]), "figure2.methods: expected a non-empty list"),
+        (lambda f: f.update(methods=["nope"]), "figure2.methods: unknown method tag 'nope'"),
+        (lambda f: f["overrides"].update(gmm3d={}), "figure2.overrides.gmm3d: not one of"),
+        (
+            lambda f: f["overrides"].update(gmm2d_quadratic={"train": {"lr": "fast"}}),
+            "runs/figure2/gmm2d_quadratic/.*train.lr",
+        ),
+    ],
+)
+def test_figure2_errors_name_the_key(edit, key):
+    config = yaml.safe_load(open("config/config.yaml"))
+    edit(config["figure2"])
+    with pytest.raises(ConfigError, match=key):
+        validate_grid(config)
+
+
 @pytest.mark.parametrize(
     "edit, key",
     [
@@ -92,11 +141,11 @@ def test_registry_and_grid():
         (lambda c: c["methods"].update(draft={"grad_steps": 0}), "grad_steps"),
         (lambda c: c["variants"].update(bad={"name": "draft", "grad_step": 2}), "grad_step"),
         (lambda c: c["variants"].update(bad={"name": "draft", "train": {"lr": -1}}), "train.lr"),
-        (lambda c: c["grid"]["problems"].append({"nme": "x"}), r"grid.problems\[5\]"),
+        (lambda c: c["grid"]["problems"].append({"nme": "x"}), r"grid.problems\[3\]"),
         (lambda c: c["grid"]["problems"].append({"name": "x", "seeds": [1]}), "seeds: unknown"),
         (
             lambda c: c["grid"]["problems"].append({"name": "x", "methods": ["nope"]}),
-            r"grid.problems\[5\].methods: unknown method tag 'nope'",
+            r"grid.problems\[3\].methods: unknown method tag 'nope'",
         ),
         (lambda c: c["grid"]["problems"].append({"name": "x", "reward_scales": []}), "non-empty"),
     ],

@@ -112,6 +112,12 @@ def test_workflow_smoke_grid(tmp_path):
     assert run2d["train"]["iterations"] == 3
     fig2 = (tmp_path / "results" / "ground_truth.csv").read_text()
     assert "memoryless" in fig2 and "draft" not in fig2
+    # Theorem 1 runs: with a figure2 override (1-D) their own, without one (2-D) the grid's
+    fig1d = tmp_path / "runs/figure2/gmm1d_linear/lam1/adjoint_matching/seed0"
+    assert yaml.safe_load((fig1d / "run.yaml").read_text())["train"]["iterations"] == 4
+    assert json.loads((fig1d / "eval.json").read_text())["samplers"]["ode"]["distance"] > 0
+    assert not (tmp_path / "runs/figure2/gmm2d_quadratic").exists()
+    assert fig2.count("gmm1d_linear,") == fig2.count("gmm2d_quadratic,") > 0
     # a problem entry with its own method and reward-scale lists runs exactly those
     runs10 = sorted(
         p.relative_to(tmp_path / "runs").as_posix()

@@ -48,5 +48,6 @@ def test_guide_method_joins_the_workflow_grid(registered):
     # every problem entry that runs all tags (a plain name), at every grid-wide reward scale
     plain = [p for p in config["grid"]["problems"] if isinstance(p, str)]
     assert len(runs) == len(plain) * len(config["grid"]["reward_scales"]) == 6
-    cfg = parse_run_config(run_config_dict(config, **runs[0]))
+    point = {k: runs[0][k] for k in ("problem", "lam", "method", "seed")}
+    cfg = parse_run_config(run_config_dict(config, **point))
     assert cfg.method == "reward_weighted" and cfg.method_config.num_steps == 40

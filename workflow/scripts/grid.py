@@ -13,6 +13,13 @@ the Theorem 1 tags).
 
 A run's config = ``defaults``, then ``overrides[problem]``, then the grid point (problem, reward
 scale, method tag, seed). Paths: ``runs/<problem>/lam<scale>/<tag>/seed<seed>``.
+
+The ``figure2`` section (Theorem 1) is its own experiment: ``{problems, methods, reward_scale,
+seed, overrides}``. Its runs take the grid's settings for their point, then
+``figure2.overrides[problem]`` (e.g. a longer budget for the 1-D problem, which the method
+comparison must not get: there every method has the same budget). A Theorem 1 run whose config
+equals the grid run at the same point *is* that run (trained once); any other lives under
+``runs/figure2/<problem>/lam<scale>/<tag>/seed<seed>``.
 """
 
 from __future__ import annotations
@@ -29,11 +36,16 @@ __all__ = [
     "problem_entries",
     "problem_names",
     "all_runs",
+    "figure2_runs",
+    "run_configs",
     "run_config_dict",
     "validate_grid",
 ]
 
 _ENTRY_KEYS = ("name", "methods", "reward_scales")
+_FIGURE2_KEYS = ("problems", "methods", "reward_scale", "seed", "overrides")
+RUN_DIR = "runs/{problem}/lam{lam}/{method}/seed{seed}"
+FIGURE2_DIR = "runs/figure2/{problem}/lam{lam}/{method}/seed{seed}"
 
 
 def lam_tag(scale) -> str:
@@ -123,12 +135,73 @@ def problem_names(config: dict) -> list[str]:
 
 
 def all_runs(config: dict) -> list[dict]:
+    """The comparison grid's runs: ``[{problem, lam, method, seed, dir}]`` in grid order."""
     seeds = _grid(config)["seeds"]
-    return [
+    runs = [
         {"problem": e["name"], "lam": lam_tag(lam), "method": m, "seed": int(s)}
         for e in problem_entries(config)
         for lam, m, s in itertools.product(e["reward_scales"], e["methods"], seeds)
     ]
+    return [{**r, "dir": RUN_DIR.format(**r)} for r in runs]
+
+
+def _figure2(config: dict) -> dict:
+    fig = config.get("figure2")
+    if not isinstance(fig, dict):
+        raise ConfigError(f"figure2: expected a mapping with keys {list(_FIGURE2_KEYS)}")
+    for key in fig:
+        if key not in _FIGURE2_KEYS:
+            raise ConfigError(f"figure2.{key}: unknown key; valid: {list(_FIGURE2_KEYS)}")
+    for key in ("problems", "methods"):
+        if not isinstance(fig.get(key), list) or not fig[key]:
+            raise ConfigError(f"figure2.{key}: expected a non-empty list, got {fig.get(key)!r}")
+    tags = method_tags(config)
+    for tag in fig["methods"]:
+        if tag not in tags:
+            raise ConfigError(f"figure2.methods: unknown method tag {tag!r}; valid: {list(tags)}")
+    overrides = fig.get("overrides") or {}
+    if not isinstance(overrides, dict):
+        raise ConfigError(f"figure2.overrides: expected a mapping, got {overrides!r}")
+    for problem in overrides:
+        if problem not in fig["problems"]:
+            raise ConfigError(f"figure2.overrides.{problem}: not one of figure2.problems")
+    return fig
+
+
+def _figure2_config_dict(config: dict, problem: str, lam: str, method: str, seed: int) -> dict:
+    over = (_figure2(config).get("overrides") or {}).get(problem) or {}
+    return _merge(run_config_dict(config, problem, lam, method, seed), over)
+
+
+def figure2_runs(config: dict, problem: str | None = None) -> list[dict]:
+    """The Theorem 1 runs ``[{problem, lam, method, seed, dir}]``: per problem, the figure2 tags
+    in their order; ``dir`` is the grid run's when the two configs are equal."""
+    fig = _figure2(config)
+    lam, seed = lam_tag(fig.get("reward_scale", 1.0)), int(fig.get("seed", 0))
+    grid = {(r["problem"], r["lam"], r["method"], r["seed"]): r["dir"] for r in all_runs(config)}
+    runs = []
+    for p in fig["problems"]:
+        if problem is not None and p != problem:
+            continue
+        for m in fig["methods"]:
+            point = {"problem": p, "lam": lam, "method": m, "seed": seed}
+            shared = grid.get((p, lam, m, seed))
+            same = shared is not None and _figure2_config_dict(
+                config, p, lam, m, seed
+            ) == run_config_dict(config, p, lam, m, seed)
+            runs.append({**point, "dir": shared if same else FIGURE2_DIR.format(**point)})
+    return runs
+
+
+def run_configs(config: dict) -> dict[str, dict]:
+    """Every run directory of the workflow (grid, then Theorem 1) -> its run config dict."""
+    out = {r["dir"]: run_config_dict(config, r["problem"], r["lam"], r["method"], r["seed"])
+           for r in all_runs(config)}
+    for r in figure2_runs(config):
+        out.setdefault(
+            r["dir"], _figure2_config_dict(config, r["problem"], r["lam"], r["method"], r["seed"])
+        )
+    return out
 
 
 def run_config_dict(config: dict, problem: str, lam: str, method: str, seed: int) -> dict:
@@ -148,12 +221,8 @@ def run_config_dict(config: dict, problem: str, lam: str, method: str, seed: int
 
 def validate_grid(config: dict) -> None:
     """Parse every run's config; raises :class:`ConfigError` naming the run and the key."""
-    for run in all_runs(config):
+    for run_dir, cfg in run_configs(config).items():
         try:
-            parse_run_config(run_config_dict(config, **run))
+            parse_run_config(cfg)
         except ConfigError as e:
-            raise ConfigError(f"run {run}: {e}") from None
-    fig = config.get("figure2") or {}
-    for tag in fig.get("methods", []):
-        if tag not in _selected_tags(config):
-            raise ConfigError(f"figure2.methods: {tag!r} is not in the grid's methods")
+            raise ConfigError(f"run {run_dir}: {e}") from None
