@@ -195,8 +195,10 @@ def figure2_runs(config: dict, problem: str | None = None) -> list[dict]:
 
 def run_configs(config: dict) -> dict[str, dict]:
     """Every run directory of the workflow (grid, then Theorem 1) -> its run config dict."""
-    out = {r["dir"]: run_config_dict(config, r["problem"], r["lam"], r["method"], r["seed"])
-           for r in all_runs(config)}
+    out = {
+        r["dir"]: run_config_dict(config, r["problem"], r["lam"], r["method"], r["seed"])
+        for r in all_runs(config)
+    }
     for r in figure2_runs(config):
         out.setdefault(
             r["dir"], _figure2_config_dict(config, r["problem"], r["lam"], r["method"], r["seed"])
