@@ -71,19 +71,21 @@ class EvalConfig:
     """``num_samples`` per sampler; ``sampling_steps`` of the evaluation sampler (fine, so that
     its own discretisation error is small); ``samplers``: diffusions to sample the fine-tuned
     model with (``ode``, ``memoryless`` or a number); ``metric``: ``auto`` (``w1`` in 1-D,
-    ``sliced_w1`` otherwise), ``w1``, ``sliced_w1`` or ``energy``; ``floor_repeats``: pairs of
-    target samples averaged for the noise floor."""
+    ``sliced_w1`` otherwise), ``w1``, ``sliced_w1`` or ``energy``; ``repeats``: independent
+    pairs of ``num_samples``-sets averaged, both for the distance of each sampler's samples to the
+    target (a fresh draw against a fresh target set each time) and for the noise floor (two
+    target sets), so that their ratio compares like with like."""
 
     num_samples: int = 5000
     sampling_steps: int = 200
     samplers: tuple[str, ...] = ("ode", "memoryless")
     metric: str = "auto"
     seed: int = 12345
-    floor_repeats: int = 5
+    repeats: int = 5
 
     def __post_init__(self):
-        if self.num_samples < 2 or self.sampling_steps < 1 or self.floor_repeats < 1:
-            raise ValueError("num_samples must be >= 2, sampling_steps and floor_repeats >= 1")
+        if self.num_samples < 2 or self.sampling_steps < 1 or self.repeats < 1:
+            raise ValueError("num_samples must be >= 2, sampling_steps and repeats >= 1")
         if self.metric not in ("auto", "w1", "sliced_w1", "energy"):
             raise ValueError(f"metric must be auto, w1, sliced_w1 or energy, got {self.metric!r}")
         for s in self.samplers:

@@ -129,6 +129,15 @@ VARIANTS_2D = {
     "uniform weighting": {"method": {"weighting": "uniform"}, **IT800},
     "adjoint weighting, control variate": {"method": {"weighting": "adjoint", **CV}, **IT800},
     "uniform weighting, control variate": {"method": {"weighting": "uniform", **CV}, **IT800},
+    # the lever that moved the 1-D and the overlapping 2-D runs
+    "uniform weighting, control variate, 2400 iterations": {
+        "method": {"weighting": "uniform", **CV},
+        "train": {"iterations": 2400},
+    },
+    "uniform weighting, control variate, lr 3e-3, 2400 iterations": {
+        "method": {"weighting": "uniform", **CV},
+        "train": {"iterations": 2400, "lr": 3e-3},
+    },
 }
 
 # The 2-D mixture whose modes overlap: uniform weighting, control variate, hidden 64, 800
@@ -145,6 +154,7 @@ VARIANTS_2D_OVERLAP = {
     "batch 1024": {**UCV, "train": {"iterations": 800, "batch_size": 1024}},
     "lr 3e-3": {**UCV, "train": {"iterations": 800, "lr": 3e-3}},
     "2400 iterations, hidden 256": {**UCV, "train": {"iterations": 2400}, **H256},
+    "lr 3e-3, 2400 iterations": {**UCV, "train": {"iterations": 2400, "lr": 3e-3}},
 }
 
 # The default grid's 10-D setting (800 iterations, adjoint weighting, no clip) and what does not
@@ -157,6 +167,11 @@ VARIANTS_10D = {
     "lr 3e-3": {**ADJ, "train": {"iterations": 800, "lr": 3e-3}},
     "3x iterations (2400)": {**ADJ, "train": {"iterations": 2400}},
     "K = 100": {"method": {"weighting": "adjoint", "num_steps": 100}, "train": {"iterations": 800}},
+    # the setting that brought the separated 2-D problem to its noise floor
+    "uniform weighting, control variate, lr 3e-3, 2400 iterations": {
+        **UCV,
+        "train": {"iterations": 2400, "lr": 3e-3},
+    },
 }
 
 VARIANTS = {

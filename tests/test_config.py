@@ -172,6 +172,41 @@ def test_finetune_restarts_when_the_run_config_changes(tmp_path, capsys):
     assert "starting the run afresh" in capsys.readouterr().err
     lines = (tmp_path / "metrics.jsonl").read_text().splitlines()
     assert [yaml.safe_load(x)["iteration"] for x in lines] == [1, 2, 3]
+    # a change of the eval section alone keeps the trained run (nothing is retrained)
+    weights = (tmp_path / "model.safetensors").read_bytes()
+    small["eval"] = {"num_samples": 64, "repeats": 2}
+    finetune(parse_run_config(small), tmp_path, progress=False)
+    assert "afresh" not in capsys.readouterr().err
+    assert len((tmp_path / "metrics.jsonl").read_text().splitlines()) == 3
+    assert (tmp_path / "model.safetensors").read_bytes() == weights
+    assert yaml.safe_load((tmp_path / "config.yaml").read_text())["eval"]["repeats"] == 2
+
+
+def test_evaluate_averages_distance_over_independent_pairs(tmp_path):
+    """distance = mean over `repeats` (fresh draw, fresh target set) pairs, like the floor; an
+    untrained (zero-residual) model is the base, so its distance is the base's, up to noise."""
+    import json
+
+    from amcli.run import evaluate, finetune
+
+    cfg = parse_run_config(
+        {
+            "method": {"num_steps": 4},
+            "model": {"hidden": 8, "depth": 1, "time_features": 2},
+            "train": {"iterations": 1, "batch_size": 8, "lr": 1e-12},
+            "eval": {"num_samples": 400, "sampling_steps": 50, "repeats": 4},
+        }
+    )
+    finetune(cfg, tmp_path, progress=False)
+    ev = evaluate(cfg, tmp_path)
+    assert ev["repeats"] == 4
+    for res in ev["samplers"].values():
+        assert res["distance_sd"] > 0  # four different pairs
+        assert res["ratio_to_floor"] == res["distance"] / ev["noise_floor"]
+        # the base is W1 ~ 2.3 from the tilt; four 400-sample pairs average to within 0.2
+        assert abs(res["distance"] - ev["base_distance"]) < 0.2
+        assert sum(res["mode_weights"]) == pytest.approx(1.0)
+    assert json.loads((tmp_path / "eval.json").read_text())["repeats"] == 4
 
 
 def test_diverged_run_exports_last_good_checkpoint(tmp_path, monkeypatch):
@@ -195,7 +230,7 @@ def test_diverged_run_exports_last_good_checkpoint(tmp_path, monkeypatch):
             "method": {"name": "draft", "num_steps": 4},
             "model": {"hidden": 8, "depth": 1, "time_features": 2},
             "train": {"iterations": 6, "batch_size": 8, "checkpoint_every": 2},
-            "eval": {"num_samples": 50, "sampling_steps": 4, "floor_repeats": 1},
+            "eval": {"num_samples": 50, "sampling_steps": 4, "repeats": 1},
         }
     )
     finetune(cfg, tmp_path, progress=False)

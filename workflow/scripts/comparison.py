@@ -121,7 +121,8 @@ def main(inputs: list[str], csv: str, md: str, png: str, pdf: str) -> None:
     header = (
         "Every method on every problem and reward scale lambda. `dist_*`: distance to the exact\n"
         "tilted target with the ODE / memoryless-SDE sampler (noise floor: two independent\n"
-        "target samples); `reward`, `diversity` (mean pairwise distance) and `to_base`\n"
+        "target samples; both means over the evaluation's independent pairs of sample sets);\n"
+        "`reward`, `diversity` (mean pairwise distance) and `to_base`\n"
         "(distance to base samples) with the ODE sampler, next to the exact target's values;\n"
         "`mode_err`: mass on the wrong mixture components (ODE samples; `target_mode_err`: that\n"
         "of exact target samples, the sampling noise).\n"

@@ -23,6 +23,8 @@ def collect(paths: list[str]) -> pd.DataFrame:
                     "reward_scale": ev["reward_scale"],
                     "metric": ev["metric"],
                     "distance": res["distance"],
+                    # over the evaluation's repeats (older eval.json lack it)
+                    "eval_sd": res.get("distance_sd", float("nan")),
                     "noise_floor": ev["noise_floor"],
                     "ratio_to_floor": res["ratio_to_floor"],
                     "base_distance": ev["base_distance"],
@@ -44,6 +46,7 @@ def summarise(df: pd.DataFrame) -> pd.DataFrame:
         seeds=("seed", "nunique"),
         distance=("distance", "mean"),
         distance_std=("distance", "std"),
+        eval_sd=("eval_sd", "mean"),
         noise_floor=("noise_floor", "mean"),
         ratio_to_floor=("ratio_to_floor", "mean"),
         base_distance=("base_distance", "mean"),
@@ -64,7 +67,9 @@ def main(inputs: list[str], csv: str, md: str) -> None:
     header = (
         "Distance of fine-tuned samples to the exact tilted target (`distance`), next to the\n"
         "sampling-noise floor (two independent target samples of the same size) and the base\n"
-        "model's distance. `train_diffusion`: sigma used while fine-tuning; `sampler`: how the\n"
+        "model's distance. `distance` and the floor are each a mean over the evaluation's\n"
+        "independent pairs of sample sets (`eval.repeats`); `eval_sd`: the spread of\n"
+        "`distance` over those pairs (one pair's distance is that noisy). `train_diffusion`: sigma used while fine-tuning; `sampler`: how the\n"
         "fine-tuned velocity is sampled afterwards; `reward`: mean reward of those samples;\n"
         "`mode_error`: mass on the wrong mixture components (total variation between the\n"
         "samples' occupancy of the target's components and its exact weights; `target_`: that of\n"
@@ -78,6 +83,7 @@ def main(inputs: list[str], csv: str, md: str) -> None:
         "sampler",
         "metric",
         "distance",
+        "eval_sd",
         "noise_floor",
         "ratio_to_floor",
         "base_distance",
