@@ -49,6 +49,7 @@ __all__ = [
     "make_stepper",
     "Trajectory",
     "uniform_grid",
+    "warped_grid",
     "simulate",
     "sample",
 ]
@@ -178,6 +179,28 @@ def uniform_grid(num_steps: int, *, dtype: torch.dtype | None = None, device=Non
     if not isinstance(num_steps, int) or num_steps < 1:
         raise ValueError(f"num_steps must be a positive integer, got {num_steps!r}")
     return torch.linspace(0.0, 1.0, num_steps + 1, dtype=dtype, device=device)
+
+
+def warped_grid(
+    num_steps: int, warp: float, *, dtype: torch.dtype | None = None, device=None
+) -> Tensor:
+    """``[K+1]`` times from 0 to 1, ``t = u + warp sin(2 pi u) / (2 pi)`` for ``u`` uniform.
+
+    The step near ``t`` is ``(1 + warp cos(2 pi u))`` times the uniform one: ``warp > 0`` spends
+    the steps mid-way (``1 - warp`` times as long there, ``1 + warp`` at both ends), ``warp < 0``
+    at the ends; ``warp = 0`` is :func:`uniform_grid` exactly. ``|warp| < 1`` keeps the grid
+    strictly increasing. Why mid-way: the Euler-Maruyama regression target's bias in 1-D comes
+    from the middle of the path, where the modes separate, not from the singular ends (README,
+    "Findings": ``benchmarks/fixed_point_1d.py --warp``).
+    """
+    times = uniform_grid(num_steps, dtype=dtype, device=device)
+    if isinstance(warp, bool) or not isinstance(warp, (int, float)) or not -1 < warp < 1:
+        raise ValueError(f"warp must be a number in (-1, 1), got {warp!r}")
+    if warp == 0:
+        return times
+    out = times + warp * torch.sin(2 * torch.pi * times) / (2 * torch.pi)
+    out[0], out[-1] = 0.0, 1.0  # sin(2 pi) is not 0 in floating point
+    return out
 
 
 def _check(x0: Tensor, times: Tensor) -> None:

@@ -1,7 +1,7 @@
 """The K-step regression's own fixed point in 1-D, without a network (README, "Findings").
 
-Run: ``python benchmarks/fixed_point_1d.py [--steps 40 80] [--paths 200000] [--iterations 8]
-[--richardson]``.
+Run: ``python benchmarks/fixed_point_1d.py [--steps 40 80] [--warp 0 0.5] [--paths 200000]
+[--iterations 8] [--richardson]``.
 
 Adjoint Matching is a fixed-point iteration: simulate the current control with K memoryless
 Euler-Maruyama steps, run the lean adjoint, regress. Here the regressor is exact up to binning:
@@ -11,6 +11,9 @@ The iteration starts at the exact optimum ``v*`` and is damped (``new = (1 - w) 
 regressed``, ``--damping w``; undamped it oscillates). After each iteration the control is
 sampled with 200 steps (ODE and memoryless SDE, 20 000 samples) and compared with exact target
 samples (W1; two independent 20 000-sample target sets are about 0.011 apart).
+
+``--warp``: the rollout grid :func:`am.sde.warped_grid` (0 = uniform; 0.5 spends the steps
+mid-way: half as long there, 1.5 times as long at both ends), one run per (K, warp).
 
 ``--richardson`` (a lead, not in the library): the target at the K-step grid's times becomes
 ``2 T_(2K) - T_K``, the conditional means of a 2K-step and a K-step rollout's targets, which
@@ -32,7 +35,7 @@ from _optimal import optimal_rollout, w1_to_target_1d
 
 from am.problems.benchmarks import make_problem
 from am.schedules import FlowMatchingSchedule
-from am.sde import control_coefficient, uniform_grid
+from am.sde import control_coefficient, uniform_grid, warped_grid
 
 BINS = 120
 GRID = np.linspace(-6.0, 9.0, 601)  # common x-grid on which the damped iterates are stored
@@ -78,10 +81,12 @@ def conditional_targets(gt, times, stride: int, num_steps: int, paths: int, g, v
     return out
 
 
-def run(num_steps: int, paths: int, iterations: int, damping: float, richardson: bool) -> None:
+def run(
+    num_steps: int, warp: float, paths: int, iterations: int, damping: float, richardson: bool
+) -> None:
     torch.set_default_dtype(torch.float64)
     gt = make_problem("gmm1d_linear", FlowMatchingSchedule(), 1.0)
-    times = uniform_grid(num_steps)
+    times = warped_grid(num_steps, warp)
     g = torch.Generator().manual_seed(0)
     grid_x = torch.from_numpy(GRID)[:, None]
     dv = [
@@ -93,11 +98,14 @@ def run(num_steps: int, paths: int, iterations: int, damping: float, richardson:
     ]
     velocity = gt.target_velocity
     kind = ", Richardson 2 T_2K - T_K" if richardson else ""
-    print(f"\nK = {num_steps}{kind}, {paths} paths per iteration, damping {damping}")
+    grid = f"grid warp {warp}" if warp else "uniform grid"
+    print(f"\nK = {num_steps}, {grid}{kind}, {paths} paths per iteration, damping {damping}")
     print("  iteration   W1 ODE   W1 memoryless SDE")
     for it in range(iterations):
         new = conditional_targets(gt, times, 1, num_steps, paths, g, velocity)
         if richardson:
+            if warp:
+                raise SystemExit("--richardson is implemented for the uniform grid only")
             fine = uniform_grid(2 * num_steps)
             new_f = conditional_targets(gt, fine, 2, num_steps, paths, g, velocity)
             new = [2 * f - c for f, c in zip(new_f, new, strict=True)]
@@ -113,6 +121,7 @@ def main() -> None:
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     ap.add_argument("--steps", nargs="*", type=int, default=[40, 80])
+    ap.add_argument("--warp", nargs="*", type=float, default=[0.0])
     ap.add_argument("--paths", type=int, default=200_000)
     ap.add_argument("--iterations", type=int, default=8)
     ap.add_argument("--damping", type=float, default=0.4)
@@ -120,7 +129,8 @@ def main() -> None:
     args = ap.parse_args()
     torch.set_num_threads(2)
     for k in args.steps:
-        run(k, args.paths, args.iterations, args.damping, args.richardson)
+        for warp in args.warp:
+            run(k, warp, args.paths, args.iterations, args.damping, args.richardson)
 
 
 if __name__ == "__main__":

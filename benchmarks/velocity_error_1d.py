@@ -21,7 +21,7 @@ import torch
 import yaml
 from _optimal import optimal_rollout
 
-from am.sde import control_coefficient, make_stepper, uniform_grid
+from am.sde import control_coefficient, make_stepper, warped_grid
 from amcli.config import parse_run_config
 from amcli.run import load_model
 
@@ -64,7 +64,7 @@ def main() -> None:
     mc = cfg.method_config
     stepper = make_stepper(getattr(mc, "stepper", "euler_maruyama"))
     K = mc.num_steps
-    times = uniform_grid(K)
+    times = warped_grid(K, getattr(mc, "grid_warp", 0.0))
     print(f"\n2. fixed point of the K = {K} {stepper.name} regression (exact v* plugged in)")
     print("   k      t   dv* mean   target mean   dv* slope   target slope")
     traj, adj = optimal_rollout(gt, times, n, generator=g, stepper=stepper)

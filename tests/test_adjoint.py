@@ -9,7 +9,7 @@ from am.diffusion import ConstantDiffusion, MemorylessDiffusion
 from am.models import TimeMLP
 from am.problems.benchmarks import make_problem
 from am.schedules import FlowMatchingSchedule, LinearVPSchedule
-from am.sde import DDPMStep, EulerMaruyama, control_coefficient, simulate, uniform_grid
+from am.sde import DDPMStep, EulerMaruyama, control_coefficient, simulate, uniform_grid, warped_grid
 
 
 def quadratic_reward(x):
@@ -42,7 +42,8 @@ def _setup(schedule, stepper, diffusion, seed=0):
 
 @pytest.mark.parametrize("schedule", [FlowMatchingSchedule(), LinearVPSchedule()], ids=repr)
 @pytest.mark.parametrize("stepper", [EulerMaruyama(), DDPMStep()], ids=lambda s: s.name)
-def test_lean_adjoint_equals_autograd_through_base_sampler(schedule, stepper):
+@pytest.mark.parametrize("warp", [0.0, 0.6], ids=["uniform", "warped"])
+def test_lean_adjoint_equals_autograd_through_base_sampler(schedule, stepper, warp):
     diffusion = MemorylessDiffusion(schedule)
     base, _, x0, g = _setup(schedule, stepper, diffusion)
     lam, K = 1.7, 8
@@ -50,7 +51,7 @@ def test_lean_adjoint_equals_autograd_through_base_sampler(schedule, stepper):
         base,
         x0,
         schedule=schedule,
-        times=uniform_grid(K, dtype=torch.float64),
+        times=warped_grid(K, warp, dtype=torch.float64),
         diffusion=diffusion,
         stepper=stepper,
         generator=g,

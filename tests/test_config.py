@@ -40,6 +40,7 @@ def test_defaults_and_round_trip():
         ({"method": {"name": "drafty"}}, "method.name: unknown method 'drafty'; valid"),
         ({"method": {"steps": {"mode": "most"}}}, "method.steps"),
         ({"method": {"diffusion": "ddim"}}, "method.diffusion"),
+        ({"method": {"grid_warp": 1.0}}, "grid_warp"),
         ({"trian": {}}, "unknown key(s) ['trian']"),
         ({"eval": {"samplers": ["ode", "sde"]}}, "sampler"),
     ],

@@ -19,6 +19,7 @@ from am.sde import (
     score_from_velocity,
     simulate,
     uniform_grid,
+    warped_grid,
 )
 
 BIMODAL = GaussianMixture.isotropic(torch.tensor([[-2.0], [2.0]]), 0.6)
@@ -162,3 +163,19 @@ def test_bad_grids_raise():
         uniform_grid(-3)
     with pytest.raises(ValueError, match="memoryless"):
         make_diffusion("ddim", FlowMatchingSchedule())
+
+
+def test_warped_grid():
+    K = 40
+    torch.testing.assert_close(warped_grid(K, 0.0), uniform_grid(K), rtol=0, atol=0)
+    for warp in (0.5, -0.5, 0.95):
+        t = warped_grid(K, warp, dtype=torch.float64)
+        assert t.shape == (K + 1,) and t[0] == 0 and t[-1] == 1
+        assert torch.all(t[1:] > t[:-1])
+        h = t[1:] - t[:-1]
+        # steps (1 + warp) times the uniform one at the ends, (1 - warp) mid-way (to O(1/K))
+        assert abs(h[0] * K - (1 + warp)) < 0.01 and abs(h[K // 2] * K - (1 - warp)) < 0.01
+        torch.testing.assert_close(h.sum(), torch.tensor(1.0, dtype=torch.float64))
+    for bad in (1.0, -1.0, True, "0.5"):
+        with pytest.raises(ValueError, match="warp"):
+            warped_grid(K, bad)

@@ -130,6 +130,8 @@ def test_bad_method_config():
         AdjointMatchingConfig(diffusion=0.0)
     with pytest.raises(ValueError, match="ddpm"):
         AdjointMatchingConfig(stepper="ddpm", diffusion=0.5)
+    with pytest.raises(ValueError, match="grid_warp"):
+        AdjointMatchingConfig(grid_warp=-1.5)
     with pytest.raises(ValueError, match="reward_scale"):
         gt = make_problem("gmm1d_linear", FlowMatchingSchedule(), 1.0)
         FineTuningProblem(
