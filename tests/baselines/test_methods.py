@@ -21,7 +21,13 @@ from am.loss import StepSubset
 from am.methods import AdjointMatching, AdjointMatchingConfig, FineTuningProblem
 from am.models import TimeMLP
 from am.schedules import FlowMatchingSchedule, LinearVPSchedule
-from am.sde import control_coefficient, endpoint_from_velocity, simulate, uniform_grid
+from am.sde import (
+    control_coefficient,
+    endpoint_from_velocity,
+    simulate,
+    uniform_grid,
+    warped_grid,
+)
 from baselines.basic_adjoint_matching import BasicAdjointMatching, BasicAdjointMatchingConfig
 from baselines.discrete_adjoint import DiscreteAdjoint, DiscreteAdjointConfig
 from baselines.dpo import DPOConfig, OnlineDPO
@@ -115,23 +121,36 @@ def test_control_cost_is_half_h_u_squared_for_euler_maruyama():
 
 
 @pytest.mark.parametrize("schedule", [FlowMatchingSchedule(), LinearVPSchedule()], ids=repr)
-def test_basic_adjoint_matching_gradient_equals_twice_the_discrete_adjoints(schedule):
-    """With every step in the loss, uniform weights and h = 1/K, the basic AM loss is
-    ``h sum_k |u_k + sigma_k a~_{k+1}|^2`` whose gradient is ``2 h sum_k <du_k, u_k + sigma_k
-    a~_{k+1}>``, and the discrete adjoint's ``dJ = h sum_k <du_k, u_k + sigma_k a~_{k+1}>``."""
+@pytest.mark.parametrize("warp", [0.0, 0.6], ids=["uniform", "warped"])
+def test_basic_adjoint_matching_gradient_equals_twice_the_discrete_adjoints(
+    schedule, warp, monkeypatch
+):
+    """With every step in the loss and uniform weights, the basic AM loss is
+    ``sum_k h_k |u_k + sigma_k a~_{k+1}|^2`` whose gradient is ``2 sum_k h_k <du_k, u_k +
+    sigma_k a~_{k+1}>``, and the discrete adjoint's ``dJ = sum_k h_k <du_k, u_k + sigma_k
+    a~_{k+1}>``; on a warped grid the loss's ``h_k / mean(h)`` weights keep the identity."""
     K = 6
     model, prob = setup(schedule)
+    # the discrete adjoint baseline on the same warped grid
+    monkeypatch.setattr(
+        "baselines.discrete_adjoint.uniform_grid",
+        lambda k, **kw: warped_grid(k, warp, **kw),
+    )
     DiscreteAdjoint(DiscreteAdjointConfig(num_steps=K), prob).loss(
         model, batch_size=B, generator=gen()
     ).loss.backward()
     g_discrete = grads(model)
     model.zero_grad()
-    cfg = BasicAdjointMatchingConfig(num_steps=K, steps=StepSubset("all"), weighting="uniform")
+    cfg = BasicAdjointMatchingConfig(
+        num_steps=K, steps=StepSubset("all"), weighting="uniform", grid_warp=warp
+    )
     BasicAdjointMatching(cfg, prob).loss(model, batch_size=B, generator=gen()).loss.backward()
     torch.testing.assert_close(grads(model), 2 * g_discrete, rtol=1e-8, atol=1e-10)
     # the lean adjoint drops the u terms: a different (biased per path) gradient away from u = 0
     model.zero_grad()
-    lean = AdjointMatchingConfig(num_steps=K, steps=StepSubset("all"), weighting="uniform")
+    lean = AdjointMatchingConfig(
+        num_steps=K, steps=StepSubset("all"), weighting="uniform", grid_warp=warp
+    )
     AdjointMatching(lean, prob).loss(model, batch_size=B, generator=gen()).loss.backward()
     assert (grads(model) - 2 * g_discrete).norm() > 1e-3 * g_discrete.norm()
 
