@@ -14,7 +14,7 @@ import json
 import math
 import os
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import MISSING, asdict, dataclass, fields, is_dataclass
 from pathlib import Path
 
 import torch
@@ -81,6 +81,21 @@ def iteration_generator(seed: int, iteration: int, device="cpu") -> torch.Genera
     g = torch.Generator(device=device)
     g.manual_seed((seed * 1_000_003 + iteration) % (2**63 - 1))
     return g
+
+
+_MISSING = object()
+
+
+def _defaults(config) -> dict:
+    """``{field: default}`` of a dataclass instance (nested dataclasses as dicts)."""
+    out = {}
+    for f in fields(config):
+        if f.default is not MISSING:
+            out[f.name] = f.default
+        elif f.default_factory is not MISSING:
+            value = f.default_factory()
+            out[f.name] = asdict(value) if is_dataclass(value) else value
+    return out
 
 
 def _plain(v):
@@ -151,13 +166,17 @@ class Trainer:
             return False
         state = torch.load(path, map_location="cpu", weights_only=True)
         # Resuming under another config would silently mix two runs: refuse, naming the keys.
+        # A key the checkpoint lacks (written before the field existed) reads as the field's
+        # default: adding an option does not orphan older runs.
         mine = {"train": asdict(self.config), "method": asdict(self.method.config)}
         theirs = {"train": state.get("config"), "method": state.get("method_config")}
+        defaults = {"train": _defaults(self.config), "method": _defaults(self.method.config)}
         diff = [
             f"{part}.{k}"
             for part in mine
             for k in mine[part]
-            if theirs[part] is None or _plain(theirs[part].get(k)) != _plain(mine[part][k])
+            if theirs[part] is None
+            or _plain(theirs[part].get(k, defaults[part].get(k, _MISSING))) != _plain(mine[part][k])
         ]
         if diff:
             raise ValueError(

@@ -31,7 +31,7 @@ from am.problems.benchmarks import GroundTruth, make_problem
 from am.schedules import make_schedule
 from am.sde import sample
 from am.train import NonFiniteError, Trainer
-from amcli.config import RunConfig, run_config_to_dict
+from amcli.config import RunConfig, parse_run_config, run_config_to_dict
 from baselines.registry import make_method
 
 __all__ = ["build_run", "finetune", "evaluate", "atomic_write_text"]
@@ -113,9 +113,15 @@ def finetune(cfg: RunConfig, run_dir: str | Path, *, progress: bool = True) -> P
     return out
 
 
-def _training_part(config: dict | None) -> dict:
-    """The parts of a run config that determine the trained model (all but ``eval``)."""
-    return {k: v for k, v in (config or {}).items() if k != "eval"}
+def _training_part(config: dict | None) -> dict | None:
+    """The parts of a run config that determine the trained model (all but ``eval``), with
+    every default filled in: a ``config.yaml`` written before a field existed compares equal
+    when the field has its default. None if it no longer parses (a removed or renamed key)."""
+    try:
+        cfg = parse_run_config({k: v for k, v in (config or {}).items() if k != "eval"})
+    except ValueError:  # ConfigError, or a dataclass's own check
+        return None
+    return {k: v for k, v in run_config_to_dict(cfg).items() if k != "eval"}
 
 
 def load_model(cfg: RunConfig, run_dir: str | Path) -> tuple[GroundTruth, torch.nn.Module]:

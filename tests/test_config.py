@@ -1,6 +1,7 @@
 """Config parsing at the YAML edge: unknown keys, bad values and types name the dotted key."""
 
 import pytest
+import torch
 import yaml
 
 from amcli.__main__ import main
@@ -181,6 +182,20 @@ def test_finetune_restarts_when_the_run_config_changes(tmp_path, capsys):
     assert len((tmp_path / "metrics.jsonl").read_text().splitlines()) == 3
     assert (tmp_path / "model.safetensors").read_bytes() == weights
     assert yaml.safe_load((tmp_path / "config.yaml").read_text())["eval"]["repeats"] == 2
+    # a config.yaml (and checkpoint) written before a field existed: the field at its default
+    # keeps the run; the same field changed restarts it
+    old = yaml.safe_load((tmp_path / "config.yaml").read_text())
+    del old["method"]["grid_warp"], old["train"]["ema_decay"]
+    (tmp_path / "config.yaml").write_text(yaml.safe_dump(old))
+    state = torch.load(tmp_path / "checkpoint.pt", weights_only=True)
+    del state["method_config"]["grid_warp"], state["config"]["ema_decay"]
+    torch.save(state, tmp_path / "checkpoint.pt")
+    finetune(parse_run_config(small), tmp_path, progress=False)
+    assert "afresh" not in capsys.readouterr().err
+    assert (tmp_path / "model.safetensors").read_bytes() == weights
+    small["method"]["grid_warp"] = 0.3
+    finetune(parse_run_config(small), tmp_path, progress=False)
+    assert "afresh" in capsys.readouterr().err
 
 
 def test_evaluate_averages_distance_over_independent_pairs(tmp_path):
