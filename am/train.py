@@ -83,9 +83,6 @@ def iteration_generator(seed: int, iteration: int, device="cpu") -> torch.Genera
     return g
 
 
-_MISSING = object()
-
-
 def _defaults(config) -> dict:
     """``{field: default}`` of a dataclass instance (nested dataclasses as dicts)."""
     out = {}
@@ -176,7 +173,7 @@ class Trainer:
             for part in mine
             for k in mine[part]
             if theirs[part] is None
-            or _plain(theirs[part].get(k, defaults[part].get(k, _MISSING))) != _plain(mine[part][k])
+            or _plain(theirs[part].get(k, defaults[part].get(k, MISSING))) != _plain(mine[part][k])
         ]
         if diff:
             raise ValueError(
