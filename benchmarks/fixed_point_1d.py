@@ -84,6 +84,8 @@ def conditional_targets(gt, times, stride: int, num_steps: int, paths: int, g, v
 def run(
     num_steps: int, warp: float, paths: int, iterations: int, damping: float, richardson: bool
 ) -> None:
+    if richardson and warp:
+        raise SystemExit("--richardson is implemented for the uniform grid only")
     torch.set_default_dtype(torch.float64)
     gt = make_problem("gmm1d_linear", FlowMatchingSchedule(), 1.0)
     times = warped_grid(num_steps, warp)
@@ -104,8 +106,6 @@ def run(
     for it in range(iterations):
         new = conditional_targets(gt, times, 1, num_steps, paths, g, velocity)
         if richardson:
-            if warp:
-                raise SystemExit("--richardson is implemented for the uniform grid only")
             fine = uniform_grid(2 * num_steps)
             new_f = conditional_targets(gt, fine, 2, num_steps, paths, g, velocity)
             new = [2 * f - c for f, c in zip(new_f, new, strict=True)]

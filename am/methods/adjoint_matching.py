@@ -89,12 +89,10 @@ class AdjointMatchingConfig:
             )
         if self.clip_multiplier is not None and not self.clip_multiplier > 0:
             raise ValueError(f"clip_multiplier must be > 0 or null, got {self.clip_multiplier!r}")
-        if (
-            isinstance(self.grid_warp, bool)
-            or not isinstance(self.grid_warp, (int, float))
-            or not -1 < self.grid_warp < 1
-        ):
-            raise ValueError(f"grid_warp must be a number in (-1, 1), got {self.grid_warp!r}")
+        try:
+            warped_grid(1, self.grid_warp)  # the grid's own check, one place
+        except ValueError as e:
+            raise ValueError(f"grid_warp: {e}") from None
         if not isinstance(self.steps, StepSubset):
             raise ValueError(f"steps must be a StepSubset, got {type(self.steps).__name__}")
 
