@@ -282,6 +282,9 @@ class Trainer:
         cfg = self.config
         if resume:
             self.load_checkpoint()
+        # without a checkpoint a run restarts from its first iteration: drop the log of the
+        # interrupted attempt too (e.g. a run killed before its first checkpoint)
+        self._truncate_log()
         stop = cfg.iterations if until is None else min(until, cfg.iterations)
         history = []
         bar = tqdm(

@@ -58,6 +58,20 @@ def test_resume_equals_uninterrupted(tmp_path):
     assert [int(eval(line)["iteration"]) for line in lines] == [1, 2, 3, 4, 5, 6]
 
 
+def test_restart_without_checkpoint_drops_the_stale_log(tmp_path):
+    # an attempt killed before its first checkpoint (checkpoint_every 0 = only at the end)
+    # left log lines; the rerun starts from iteration 0 and its log must not repeat iterations
+    tmp_path.mkdir(exist_ok=True)
+    (tmp_path / "metrics.jsonl").write_text(
+        "".join(f'{{"iteration": {i}, "loss": 0.0}}\n' for i in (1, 2, 3))
+    )
+    model, method, cfg = build(checkpoint_every=0)
+    Trainer(method, model, cfg, tmp_path).fit(progress=False)
+    lines = (tmp_path / "metrics.jsonl").read_text().splitlines()
+    assert [int(eval(line)["iteration"]) for line in lines] == [1, 2, 3, 4, 5, 6]
+    assert all(eval(line)["loss"] != 0.0 for line in lines)
+
+
 def test_resume_changes_result_if_rng_not_restored(tmp_path):
     # the check above can fail: a different seed gives different parameters
     a, ma, ca = build()
