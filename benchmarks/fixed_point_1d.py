@@ -1,7 +1,7 @@
 """The K-step regression's own fixed point in 1-D, without a network (README, "Findings").
 
 Run: ``python benchmarks/fixed_point_1d.py [--steps 40 80] [--warp 0 0.5] [--paths 200000]
-[--iterations 8] [--richardson]``.
+[--iterations 8] [--richardson] [--profile]``.
 
 Adjoint Matching is a fixed-point iteration: simulate the current control with K memoryless
 Euler-Maruyama steps, run the lean adjoint, regress. Here the regressor is exact up to binning:
@@ -19,6 +19,11 @@ mid-way: half as long there, 1.5 times as long at both ends), one run per (K, wa
 ``2 T_(2K) - T_K``, the conditional means of a 2K-step and a K-step rollout's targets, which
 cancels the O(h) term of the discretisation bias if the bias has one (Richardson extrapolation;
 the 2K-step rollout uses the K-step control interpolated in t). Costs 3x the K-step target.
+
+``--profile``: after the last iteration, the fixed point's velocity change ``dv`` against the exact
+``dv*`` at the first steps and a few later ones (means over the exact tilted marginal at ``t_k``:
+``X_t = t X_1 + (1 - t) X_0``, ``X_1`` from the target); what a trained model's
+``benchmarks/velocity_error_1d.py`` table is to be compared with.
 
 What it separates: the distance left at the fixed point is the discretisation bias of the K-step
 target (no network, no optimiser); a trained model further from the target than this has a
@@ -81,8 +86,28 @@ def conditional_targets(gt, times, stride: int, num_steps: int, paths: int, g, v
     return out
 
 
+def print_profile(gt, times: torch.Tensor, dv: list[np.ndarray], dv_star: list[np.ndarray]) -> None:
+    """Mean ``dv`` of the fixed point and mean ``dv*`` on the exact tilted marginal at each ``t_k``."""
+    n = 20_000
+    x1 = gt.target.sample(n, generator=torch.Generator().manual_seed(3))[:, 0].numpy()
+    x0 = torch.randn(n, generator=torch.Generator().manual_seed(4), dtype=torch.float64).numpy()
+    K = len(dv)
+    print("     k       t   dv* mean   fixed-point dv mean   difference")
+    for k in sorted({*range(min(K, 10)), *range(0, K, K // 8)}):
+        t = float(times[k])
+        xt = t * x1 + (1 - t) * x0
+        a, b = np.interp(xt, GRID, dv_star[k]).mean(), np.interp(xt, GRID, dv[k]).mean()
+        print(f"  {k:4d}   {t:.3f}   {a:8.3f}   {b:19.3f}   {b - a:+10.3f}")
+
+
 def run(
-    num_steps: int, warp: float, paths: int, iterations: int, damping: float, richardson: bool
+    num_steps: int,
+    warp: float,
+    paths: int,
+    iterations: int,
+    damping: float,
+    richardson: bool,
+    profile: bool = False,
 ) -> None:
     if richardson and warp:
         raise SystemExit("--richardson is implemented for the uniform grid only")
@@ -98,6 +123,7 @@ def run(
         )[:, 0].numpy()
         for t in times[:-1]
     ]
+    dv_star = [d.copy() for d in dv]
     velocity = gt.target_velocity
     kind = ", Richardson 2 T_2K - T_K" if richardson else ""
     grid = f"grid warp {warp}" if warp else "uniform grid"
@@ -114,6 +140,8 @@ def run(
         velocity = tabulated_velocity(gt, times, dv)
         w1 = w1_to_target_1d(gt, velocity)
         print(f"  {it + 1:9d}   {w1[0]:.4f}   {w1[1]:.4f}", flush=True)
+    if profile:
+        print_profile(gt, times, dv, dv_star)
 
 
 def main() -> None:
@@ -126,11 +154,14 @@ def main() -> None:
     ap.add_argument("--iterations", type=int, default=8)
     ap.add_argument("--damping", type=float, default=0.4)
     ap.add_argument("--richardson", action="store_true")
+    ap.add_argument(
+        "--profile", action="store_true", help="print the fixed point's dv against dv* per step"
+    )
     args = ap.parse_args()
     torch.set_num_threads(2)
     for k in args.steps:
         for warp in args.warp:
-            run(k, warp, args.paths, args.iterations, args.damping, args.richardson)
+            run(k, warp, args.paths, args.iterations, args.damping, args.richardson, args.profile)
 
 
 if __name__ == "__main__":
