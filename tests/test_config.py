@@ -104,7 +104,8 @@ def test_figure2_is_its_own_experiment():
     one_d = [r for r in runs if r["problem"] == "gmm1d_linear"]
     assert all(r["dir"].startswith("runs/figure2/gmm1d_linear/") for r in one_d)
     cfg = parse_run_config(configs[one_d[0]["dir"]])
-    assert (cfg.train.lr, cfg.train.iterations, cfg.model.hidden) == (3e-3, 3000, 256)
+    assert (cfg.train.lr, cfg.train.iterations, cfg.model.hidden) == (3e-3, 4500, 256)
+    assert (cfg.method_config.num_steps, cfg.method_config.grid_warp) == (80, 0.5)
     # the comparison grid keeps its equal budget at the same point
     grid_cfg = parse_run_config(configs["runs/gmm1d_linear/lam1/adjoint_matching/seed0"])
     assert (grid_cfg.train.lr, grid_cfg.train.iterations) == (1e-3, 1000)
