@@ -93,7 +93,7 @@ def print_profile(gt, times: torch.Tensor, dv: list[np.ndarray], dv_star: list[n
     x0 = torch.randn(n, generator=torch.Generator().manual_seed(4), dtype=torch.float64).numpy()
     K = len(dv)
     print("     k       t   dv* mean   fixed-point dv mean   difference")
-    for k in sorted({*range(min(K, 10)), *range(0, K, K // 8)}):
+    for k in sorted({*range(min(K, 10)), *range(0, K, max(1, K // 8))}):
         t = float(times[k])
         xt = t * x1 + (1 - t) * x0
         a, b = np.interp(xt, GRID, dv_star[k]).mean(), np.interp(xt, GRID, dv[k]).mean()
