@@ -140,6 +140,14 @@ VARIANTS_1D = {
         "train": {"lr": 3e-3, "iterations": 3000},
         **H256,
     },
+    # the Theorem 1 experiment's 1-D setting (config.yaml figure2.overrides) with another seed:
+    # how far one run's distance to the target moves with the seed alone
+    "uniform weighting, no clip, hidden 256, control variate, K = 80, lr 3e-3, 4500 iterations, "
+    "grid warp 0.5, seed 1": {
+        "method": {"weighting": "uniform", "num_steps": 80, "grid_warp": 0.5, **CV},
+        "train": {"lr": 3e-3, "iterations": 4500, "seed": 1, "checkpoint_every": 100},
+        **H256,
+    },
     # the discrete target at step 0 is ~0 (X_2 barely depends on X_1), not the continuous
     # control: the SDE does not care, the ODE integrates the network's fit of it
     "uniform weighting, no clip, hidden 256, control variate, lr 3e-3, 3000 iterations, "

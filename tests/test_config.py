@@ -256,3 +256,26 @@ def test_diverged_run_exports_last_good_checkpoint(tmp_path, monkeypatch):
     assert status["diverged_at"] == 4 and status["exported_iteration"] == 2
     ev = evaluate(cfg, tmp_path)
     assert ev["diverged_at"] == 4 and ev["exported_iteration"] == 2
+
+
+def test_runs_dir_moves_every_run():
+    """A second config (smoke, quick) names its own ``runs_dir``: none of its runs may land in the
+    default reproduction's ``runs/`` (a run whose config changed restarts from scratch)."""
+    config = yaml.safe_load(open("config/config.yaml"))
+    default = set(run_configs(config))
+    config["runs_dir"] = "runs_other/"
+    moved = set(run_configs(config))
+    assert len(moved) == len(default)
+    assert moved == {"runs_other/" + d.removeprefix("runs/") for d in default}
+    assert any(d.startswith("runs_other/figure2/") for d in moved)
+    for name in ("smoke.yaml", "quick.yaml"):
+        other = yaml.safe_load(open(f"config/{name}"))
+        assert not set(run_configs(other)) & default, name
+
+
+@pytest.mark.parametrize("value", ["/tmp/runs", "../runs", "", "runs/{x}", 3])
+def test_bad_runs_dir_names_the_key(value):
+    config = yaml.safe_load(open("config/config.yaml"))
+    config["runs_dir"] = value
+    with pytest.raises(ConfigError, match="runs_dir"):
+        validate_grid(config)

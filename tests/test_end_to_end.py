@@ -94,7 +94,7 @@ def test_workflow_smoke_grid(tmp_path):
     ):
         assert (tmp_path / "results" / name).stat().st_size > 0
     ev = json.loads(
-        (tmp_path / "runs/gmm1d_linear/lam1/adjoint_matching/seed0/eval.json").read_text()
+        (tmp_path / "runs_smoke/gmm1d_linear/lam1/adjoint_matching/seed0/eval.json").read_text()
     )
     assert ev["noise_floor"] > 0 and set(ev["samplers"]) == {"ode", "memoryless"}
     assert ev["samplers"]["ode"]["diversity"] > 0 and ev["target_diversity"] > 0
@@ -107,21 +107,21 @@ def test_workflow_smoke_grid(tmp_path):
         assert table.count(f",{tag},") == problems, tag
     # --configfile replaces the default config: its per-problem overrides do not leak in
     run2d = yaml.safe_load(
-        (tmp_path / "runs/gmm2d_quadratic/lam1/adjoint_matching/seed0/run.yaml").read_text()
+        (tmp_path / "runs_smoke/gmm2d_quadratic/lam1/adjoint_matching/seed0/run.yaml").read_text()
     )
     assert run2d["train"]["iterations"] == 3
     fig2 = (tmp_path / "results" / "ground_truth.csv").read_text()
     assert "memoryless" in fig2 and "draft" not in fig2
     # Theorem 1 runs: with a figure2 override (1-D) their own, without one (2-D) the grid's
-    fig1d = tmp_path / "runs/figure2/gmm1d_linear/lam1/adjoint_matching/seed0"
+    fig1d = tmp_path / "runs_smoke/figure2/gmm1d_linear/lam1/adjoint_matching/seed0"
     assert yaml.safe_load((fig1d / "run.yaml").read_text())["train"]["iterations"] == 4
     assert json.loads((fig1d / "eval.json").read_text())["samplers"]["ode"]["distance"] > 0
-    assert not (tmp_path / "runs/figure2/gmm2d_quadratic").exists()
+    assert not (tmp_path / "runs_smoke/figure2/gmm2d_quadratic").exists()
     assert fig2.count("gmm1d_linear,") == fig2.count("gmm2d_quadratic,") > 0
     # a problem entry with its own method and reward-scale lists runs exactly those
     runs10 = sorted(
-        p.relative_to(tmp_path / "runs").as_posix()
-        for p in (tmp_path / "runs/gmm10d_overlap_quadratic").glob("*/*/*/eval.json")
+        p.relative_to(tmp_path / "runs_smoke").as_posix()
+        for p in (tmp_path / "runs_smoke/gmm10d_overlap_quadratic").glob("*/*/*/eval.json")
     )
     assert runs10 == ["gmm10d_overlap_quadratic/lam2/adjoint_matching/seed0/eval.json"]
     assert table.count("gmm10d_overlap_quadratic,") == 1

@@ -12,14 +12,17 @@ whose optional lists replace the grid-wide ones for that problem (e.g. a problem
 the Theorem 1 tags).
 
 A run's config = ``defaults``, then ``overrides[problem]``, then the grid point (problem, reward
-scale, method tag, seed). Paths: ``runs/<problem>/lam<scale>/<tag>/seed<seed>``.
+scale, method tag, seed). Paths: ``<runs_dir>/<problem>/lam<scale>/<tag>/seed<seed>``, where the
+top-level ``runs_dir`` defaults to ``runs``: a second config (the smoke grid, the quick Theorem 1)
+names its own, so its runs never overwrite the default reproduction's (a run whose config
+changed restarts from scratch).
 
 The ``figure2`` section (Theorem 1) is its own experiment: ``{problems, methods, reward_scale,
 seed, overrides}``. Its runs take the grid's settings for their point, then
 ``figure2.overrides[problem]`` (e.g. a longer budget for the 1-D problem, which the method
 comparison must not get: there every method has the same budget). A Theorem 1 run whose config
 equals the grid run at the same point *is* that run (trained once); any other lives under
-``runs/figure2/<problem>/lam<scale>/<tag>/seed<seed>``.
+``<runs_dir>/figure2/<problem>/lam<scale>/<tag>/seed<seed>``.
 """
 
 from __future__ import annotations
@@ -35,6 +38,7 @@ __all__ = [
     "method_tags",
     "problem_entries",
     "problem_names",
+    "runs_dir",
     "all_runs",
     "figure2_runs",
     "run_configs",
@@ -44,8 +48,25 @@ __all__ = [
 
 _ENTRY_KEYS = ("name", "methods", "reward_scales")
 _FIGURE2_KEYS = ("problems", "methods", "reward_scale", "seed", "overrides")
-RUN_DIR = "runs/{problem}/lam{lam}/{method}/seed{seed}"
-FIGURE2_DIR = "runs/figure2/{problem}/lam{lam}/{method}/seed{seed}"
+RUN_DIR = "{runs}/{problem}/lam{lam}/{method}/seed{seed}"
+FIGURE2_DIR = "{runs}/figure2/{problem}/lam{lam}/{method}/seed{seed}"
+
+
+def runs_dir(config: dict) -> str:
+    """The top-level ``runs_dir`` (default ``runs``): a relative path inside the project."""
+    value = config.get("runs_dir", "runs")
+    if (
+        not isinstance(value, str)
+        or not value.strip("/")
+        or value.startswith("/")
+        or ".." in value.split("/")
+        or any(c in value for c in "{}*?[] ")
+    ):
+        raise ConfigError(
+            f"runs_dir: expected a relative path inside the project (no '..', spaces or "
+            f"wildcards), got {value!r}"
+        )
+    return value.rstrip("/")
 
 
 def lam_tag(scale) -> str:
@@ -142,7 +163,8 @@ def all_runs(config: dict) -> list[dict]:
         for e in problem_entries(config)
         for lam, m, s in itertools.product(e["reward_scales"], e["methods"], seeds)
     ]
-    return [{**r, "dir": RUN_DIR.format(**r)} for r in runs]
+    top = runs_dir(config)
+    return [{**r, "dir": RUN_DIR.format(runs=top, **r)} for r in runs]
 
 
 def _figure2(config: dict) -> dict:
@@ -189,7 +211,8 @@ def figure2_runs(config: dict, problem: str | None = None) -> list[dict]:
             same = shared is not None and _figure2_config_dict(
                 config, p, lam, m, seed
             ) == run_config_dict(config, p, lam, m, seed)
-            runs.append({**point, "dir": shared if same else FIGURE2_DIR.format(**point)})
+            own = FIGURE2_DIR.format(runs=runs_dir(config), **point)
+            runs.append({**point, "dir": shared if same else own})
     return runs
 
 
