@@ -153,4 +153,4 @@ def test_workflow_rejects_bad_config_before_compute(tmp_path):
     )
     assert out.returncode != 0
     assert "train.iterations" in out.stdout + out.stderr
-    assert not (tmp_path / "runs").exists()
+    assert not (tmp_path / "runs_smoke").exists() and not (tmp_path / "runs").exists()
