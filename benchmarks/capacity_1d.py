@@ -1,6 +1,7 @@
 """How much of the 1-D error is the network's, per time weighting (README, "Findings").
 
-Run: ``python benchmarks/capacity_1d.py [--weightings uniform adjoint drift] [--noise 0 3]``.
+Run: ``python benchmarks/capacity_1d.py [--weightings uniform adjoint drift] [--noise 0 3]
+[--time-features 4 16] [--iterations 1000] [--lr 1e-3]``.
 
 The default grid's network and optimiser (``v_base + MLP``, hidden 256, depth 3, 4 time
 features; AdamW lr 1e-3 with cosine decay, 1000 iterations, batch 256, K = 40 memoryless
@@ -33,13 +34,21 @@ from am.schedules import FlowMatchingSchedule
 from am.sde import control_coefficient, simulate, uniform_grid
 
 
-def fit(weighting: str, noise: float, iterations: int = 1000, K: int = 40) -> tuple[float, float]:
+def fit(
+    weighting: str,
+    noise: float,
+    *,
+    time_features: int = 4,
+    iterations: int = 1000,
+    lr: float = 1e-3,
+    K: int = 40,
+) -> tuple[float, float]:
     gt = make_problem("gmm1d_linear", FlowMatchingSchedule(), 1.0)
     sched = gt.schedule
     torch.manual_seed(0)
-    net = TimeMLP(1, 256, 3, 4, zero_init=True)
+    net = TimeMLP(1, 256, 3, time_features, zero_init=True)
     model = ResidualVelocity(gt.velocity, net)
-    opt = torch.optim.AdamW(net.parameters(), lr=1e-3, weight_decay=0.0)
+    opt = torch.optim.AdamW(net.parameters(), lr=lr, weight_decay=0.0)
     decay = torch.optim.lr_scheduler.LambdaLR(
         opt, lambda i: 0.5 * (1 + math.cos(math.pi * i / iterations))
     )
@@ -79,14 +88,19 @@ def main() -> None:
         "--weightings", nargs="*", default=["uniform", "adjoint", "drift"], choices=list(WEIGHTINGS)
     )
     ap.add_argument("--noise", nargs="*", type=float, default=[0.0])
+    ap.add_argument("--time-features", nargs="*", type=int, default=[4])
+    ap.add_argument("--iterations", type=int, default=1000)
+    ap.add_argument("--lr", type=float, default=1e-3)
     args = ap.parse_args()
     torch.set_num_threads(1)
-    print("| weighting | target noise | W1 ODE | W1 memoryless SDE |")
-    print("| --- | --- | --- | --- |")
+    print(f"{args.iterations} iterations, lr {args.lr:g}")
+    print("| weighting | time features | target noise | W1 ODE | W1 memoryless SDE |")
+    print("| --- | --- | --- | --- | --- |")
     for w in args.weightings:
-        for s in args.noise:
-            ode, sde = fit(w, s)
-            print(f"| {w} | {s:g} x mean abs u* | {ode:.4f} | {sde:.4f} |", flush=True)
+        for tf in args.time_features:
+            for s in args.noise:
+                ode, sde = fit(w, s, time_features=tf, iterations=args.iterations, lr=args.lr)
+                print(f"| {w} | {tf} | {s:g} x mean abs u* | {ode:.4f} | {sde:.4f} |", flush=True)
 
 
 if __name__ == "__main__":
