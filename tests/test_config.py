@@ -105,7 +105,8 @@ def test_figure2_is_its_own_experiment():
     assert all(r["dir"].startswith("runs/figure2/gmm1d_linear/") for r in one_d)
     cfg = parse_run_config(configs[one_d[0]["dir"]])
     assert (cfg.train.lr, cfg.train.iterations, cfg.model.hidden) == (3e-3, 4500, 256)
-    assert (cfg.method_config.num_steps, cfg.method_config.grid_warp) == (80, 0.5)
+    method = cfg.method_config
+    assert (method.num_steps, method.grid_warp, method.clip_multiplier) == (80, 0.5, 1e6)
     # the comparison grid keeps its equal budget at the same point
     grid_cfg = parse_run_config(configs["runs/gmm1d_linear/lam1/adjoint_matching/seed0"])
     assert (grid_cfg.train.lr, grid_cfg.train.iterations) == (1e-3, 1000)
