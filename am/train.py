@@ -34,8 +34,9 @@ class NonFiniteError(RuntimeError):
 class TrainConfig:
     """``iterations``, ``batch_size``; AdamW ``lr, betas, weight_decay``; ``lr_schedule``
     (``constant`` or ``cosine`` decay to 0 over ``iterations``); ``grad_clip`` (global
-    norm, ``None`` = off); ``ema_decay`` (``None`` = no EMA); ``checkpoint_every`` iterations
-    (0 = only at the end); ``log_every``; ``seed``."""
+    norm, ``None`` = off); ``ema_decay`` (``None`` = no EMA; warmed up,
+    :meth:`Trainer.ema_decay_at`); ``checkpoint_every`` iterations (0 = only at the end);
+    ``log_every``; ``seed``."""
 
     iterations: int = 1000
     batch_size: int = 256
@@ -205,6 +206,14 @@ class Trainer:
         os.replace(tmp, log)
 
     @torch.no_grad()
+    def ema_decay_at(self, iteration: int) -> float:
+        """The EMA's decay for the update after ``iteration`` optimizer steps:
+        ``min(ema_decay, (1 + n) / (10 + n))``. Why the warm-up: a fine-tuned model starts at the
+        base (zero-initialised residual), and a fixed decay keeps ``ema_decay ** N`` of that start
+        in the average after ``N`` steps (0.999 over 4500 iterations: 1.1 %, an under-tilt of the
+        same order); the warm-up forgets the start within the first few updates."""
+        return min(self.config.ema_decay, (1 + iteration) / (10 + iteration))
+
     def load_ema_into_model(self) -> None:
         """Copy the EMA parameters into the model (for export and evaluation); no-op without EMA."""
         if self.ema is not None:
@@ -247,9 +256,10 @@ class Trainer:
             group["lr"] = lr
         self.optimizer.step()
         if self.ema is not None:
+            decay = self.ema_decay_at(self.iteration)
             with torch.no_grad():
                 for e, p in zip(self.ema, self.params, strict=True):
-                    e.lerp_(p.detach(), 1 - cfg.ema_decay)
+                    e.lerp_(p.detach(), 1 - decay)
         self.iteration += 1
         return {
             "iteration": self.iteration,

@@ -163,3 +163,17 @@ def test_resume_refuses_a_checkpoint_from_another_config(tmp_path):
     m2, method2, cfg2 = build(checkpoint_every=1, lr=5e-4)
     with pytest.raises(ValueError, match="different config.*train.lr"):
         Trainer(method2, m2, cfg2, tmp_path).fit(progress=False)
+
+
+def test_ema_is_the_warmed_up_average_of_the_iterates():
+    # the EMA after n updates, recomputed from the recorded iterates with the warm-up decay
+    # min(d, (1 + k) / (10 + k)): the zero-initialised start keeps no weight d ** n in it
+    model, method, cfg = build(ema_decay=0.999, iterations=5)
+    tr = Trainer(method, model, cfg)
+    expected = params(model).clone()
+    for k in range(cfg.iterations):
+        tr.step()
+        decay = min(0.999, (1 + k) / (10 + k))
+        expected = decay * expected + (1 - decay) * params(model)
+    ema = torch.cat([e.flatten() for e in tr.ema])
+    torch.testing.assert_close(ema, expected, rtol=1e-6, atol=1e-7)
