@@ -74,7 +74,12 @@ class EvalConfig:
     ``sliced_w1`` otherwise), ``w1``, ``sliced_w1`` or ``energy``; ``repeats``: independent
     pairs of ``num_samples``-sets averaged, both for the distance of each sampler's samples to the
     target (a fresh draw against a fresh target set each time) and for the noise floor (two
-    target sets), so that their ratio compares like with like."""
+    target sets), so that their ratio compares like with like; ``floor_repeats``: pairs for the
+    floor alone (``None``: ``repeats``). Why a separate count: the floor depends on the target
+    and ``num_samples`` only and costs no model evaluation, and where one pair's distance is
+    noisy its mean over a few pairs is too (1-D, 5000 samples: one pair's W1 has a standard
+    deviation of a third of its mean, so a 5-pair floor is uncertain by about 17 %; README, "How
+    to read a ratio")."""
 
     num_samples: int = 5000
     sampling_steps: int = 200
@@ -82,10 +87,13 @@ class EvalConfig:
     metric: str = "auto"
     seed: int = 12345
     repeats: int = 5
+    floor_repeats: int | None = None
 
     def __post_init__(self):
         if self.num_samples < 2 or self.sampling_steps < 1 or self.repeats < 1:
             raise ValueError("num_samples must be >= 2, sampling_steps and repeats >= 1")
+        if self.floor_repeats is not None and self.floor_repeats < 1:
+            raise ValueError(f"floor_repeats must be >= 1 or null, got {self.floor_repeats!r}")
         if self.metric not in ("auto", "w1", "sliced_w1", "energy"):
             raise ValueError(f"metric must be auto, w1, sliced_w1 or energy, got {self.metric!r}")
         for s in self.samplers:

@@ -25,7 +25,12 @@ from safetensors.torch import load_file, save_file
 
 from am.diffusion import make_diffusion
 from am.methods import FineTuningProblem
-from am.metrics.distances import diversity, noise_floor, sample_distance
+from am.metrics.distances import (
+    diversity,
+    noise_floor_pairs,
+    ratio_standard_error,
+    sample_distance,
+)
 from am.models import ResidualVelocity, TimeMLP
 from am.problems.benchmarks import GroundTruth, make_problem
 from am.schedules import make_schedule
@@ -170,7 +175,11 @@ def evaluate(cfg: RunConfig, run_dir: str | Path) -> dict:
     def div(x):
         return diversity(x, generator=torch.Generator().manual_seed(ev.seed + 2))
 
-    floor = noise_floor(gt.target.sample, n, metric=metric, generator=g, repeats=reps)
+    floor_reps = ev.floor_repeats or reps
+    floor_pairs = noise_floor_pairs(
+        gt.target.sample, n, metric=metric, generator=g, repeats=floor_reps
+    )
+    floor = float(np.mean(floor_pairs))
 
     result = {
         "problem": cfg.problem.name,
@@ -185,6 +194,8 @@ def evaluate(cfg: RunConfig, run_dir: str | Path) -> dict:
         "num_samples": n,
         "repeats": reps,
         "noise_floor": floor,
+        "floor_repeats": floor_reps,
+        "noise_floor_sd": float(np.std(floor_pairs, ddof=1)) if floor_reps > 1 else float("nan"),
         "base_distance": dist(base),
         "target_reward": float(gt.reward(target).mean()),
         "base_reward": float(gt.reward(base).mean()),
@@ -222,6 +233,8 @@ def evaluate(cfg: RunConfig, run_dir: str | Path) -> dict:
             "distance": float(np.mean(ds)),
             "distance_sd": float(np.std(ds, ddof=1)) if len(ds) > 1 else nan,
             "ratio_to_floor": float(np.mean(ds)) / floor,
+            # standard error of that ratio (both means uncertain; am.metrics.ratio_standard_error)
+            "ratio_se": ratio_standard_error(ds, floor_pairs),
             "reward": float(gt.reward(torch.cat(draws)).mean()) if finite else nan,
             # the first draw only: these are descriptive, not the headline comparison
             "distance_to_base": dist(x, base) if finite else nan,

@@ -44,6 +44,8 @@ def test_defaults_and_round_trip():
         ({"method": {"grid_warp": 1.0}}, "grid_warp"),
         ({"trian": {}}, "unknown key(s) ['trian']"),
         ({"eval": {"samplers": ["ode", "sde"]}}, "sampler"),
+        ({"eval": {"floor_repeats": 0}}, "floor_repeats"),
+        ({"eval": {"floor_repeats": 2.5}}, "eval.floor_repeats"),
     ],
 )
 def test_bad_values_name_the_key(data, key):
@@ -107,6 +109,7 @@ def test_figure2_is_its_own_experiment():
     assert (cfg.train.lr, cfg.train.iterations, cfg.model.hidden) == (3e-3, 4500, 256)
     method = cfg.method_config
     assert (method.num_steps, method.grid_warp, method.clip_multiplier) == (80, 0.5, 1e6)
+    assert (cfg.eval.repeats, cfg.eval.floor_repeats) == (20, 200)
     # the comparison grid keeps its equal budget at the same point
     grid_cfg = parse_run_config(configs["runs/gmm1d_linear/lam1/adjoint_matching/seed0"])
     assert (grid_cfg.train.lr, grid_cfg.train.iterations) == (1e-3, 1000)
@@ -225,6 +228,26 @@ def test_evaluate_averages_distance_over_independent_pairs(tmp_path):
         assert abs(res["distance"] - ev["base_distance"]) < 0.2
         assert sum(res["mode_weights"]) == pytest.approx(1.0)
     assert json.loads((tmp_path / "eval.json").read_text())["repeats"] == 4
+
+    # the floor over its own number of pairs; the ratio's standard error from both spreads
+    from am.metrics import noise_floor_pairs
+    from am.problems.benchmarks import make_problem
+    from am.schedules import FlowMatchingSchedule
+
+    more = parse_run_config(
+        {**run_config_to_dict(cfg), "eval": {**run_config_to_dict(cfg)["eval"], "floor_repeats": 9}}
+    )
+    ev9 = evaluate(more, tmp_path)
+    assert (ev9["repeats"], ev9["floor_repeats"]) == (4, 9)
+    gt = make_problem("gmm1d_linear", FlowMatchingSchedule(), 1.0)
+    g = torch.Generator().manual_seed(more.eval.seed)
+    for _ in range(4):  # the evaluation draws its target sets, then the base, then the floor
+        gt.target.sample(400, generator=g)
+    gt.base.sample(400, generator=g)
+    pairs = noise_floor_pairs(gt.target.sample, 400, metric="w1", generator=g, repeats=9)
+    assert ev9["noise_floor"] == pytest.approx(sum(pairs) / 9, rel=1e-12)
+    for res in ev9["samplers"].values():
+        assert 0 < res["ratio_se"] < res["ratio_to_floor"]
 
 
 def test_diverged_run_exports_last_good_checkpoint(tmp_path, monkeypatch):

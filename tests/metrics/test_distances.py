@@ -12,6 +12,8 @@ from am.metrics import (
     METRICS,
     energy_distance,
     noise_floor,
+    noise_floor_pairs,
+    ratio_standard_error,
     sample_distance,
     sliced_wasserstein,
     wasserstein_1d,
@@ -102,3 +104,30 @@ def test_noise_floor_scales_like_inverse_sqrt_n():
     small = noise_floor(sample_fn, 500, metric="w1", generator=gen(9), repeats=20)
     large = noise_floor(sample_fn, 8000, metric="w1", generator=gen(10), repeats=20)
     assert 2.8 < small / large < 5.7, small / large  # 1/sqrt(n) predicts 4
+
+
+def test_noise_floor_is_the_mean_of_its_pairs_in_draw_order():
+    def sample_fn(n: int, *, generator: torch.Generator | None = None) -> torch.Tensor:
+        return torch.randn(n, 1, generator=generator, dtype=F64)
+
+    pairs = noise_floor_pairs(sample_fn, 300, metric="w1", generator=gen(4), repeats=6)
+    assert len(pairs) == 6 and len(set(pairs)) == 6
+    floor = noise_floor(sample_fn, 300, metric="w1", generator=gen(4), repeats=6)
+    assert floor == pytest.approx(sum(pairs) / 6, rel=1e-12)
+    # pair r is the r-th pair drawn: the first 3 of 6 are the 3 of a 3-pair floor
+    first = noise_floor_pairs(sample_fn, 300, metric="w1", generator=gen(4), repeats=3)
+    assert first == pairs[:3]
+
+
+def test_ratio_standard_error_matches_the_spread_of_the_ratio():
+    # the delta method against Monte Carlo: 20 000 replicates of (20 distances, 20 floors)
+    g = gen(3)
+    n = m = 20
+    d = 1.0 + 0.2 * torch.randn(20_000, n, generator=g, dtype=F64)
+    f = 0.5 + 0.1 * torch.randn(20_000, m, generator=g, dtype=F64)
+    ratios = d.mean(1) / f.mean(1)
+    exact = 2.0 * (0.04 / (n * 1.0) + 0.01 / (m * 0.25)) ** 0.5  # 0.126
+    assert float(ratios.std()) == pytest.approx(exact, rel=0.05)
+    estimates = [ratio_standard_error(d[i].tolist(), f[i].tolist()) for i in range(300)]
+    assert sum(estimates) / 300 == pytest.approx(exact, rel=0.05)
+    assert ratio_standard_error([1.0], [1.0, 2.0]) != ratio_standard_error([1.0], [1.0, 2.0])

@@ -27,6 +27,9 @@ def collect(paths: list[str]) -> pd.DataFrame:
                     "eval_sd": res.get("distance_sd", float("nan")),
                     "noise_floor": ev["noise_floor"],
                     "ratio_to_floor": res["ratio_to_floor"],
+                    # standard error of the ratio, and the pairs it is over (older: nan)
+                    "ratio_se": res.get("ratio_se", float("nan")),
+                    "pairs": ev.get("repeats", 1),
                     "base_distance": ev["base_distance"],
                     "reward": res["reward"],
                     "target_reward": ev["target_reward"],
@@ -49,6 +52,8 @@ def summarise(df: pd.DataFrame) -> pd.DataFrame:
         eval_sd=("eval_sd", "mean"),
         noise_floor=("noise_floor", "mean"),
         ratio_to_floor=("ratio_to_floor", "mean"),
+        ratio_se=("ratio_se", "mean"),
+        pairs=("pairs", "min"),
         base_distance=("base_distance", "mean"),
         reward=("reward", "mean"),
         target_reward=("target_reward", "mean"),
@@ -69,7 +74,9 @@ def main(inputs: list[str], csv: str, md: str) -> None:
         "sampling-noise floor (two independent target samples of the same size) and the base\n"
         "model's distance. `distance` and the floor are each a mean over the evaluation's\n"
         "independent pairs of sample sets (`eval.repeats`); `eval_sd`: the spread of\n"
-        "`distance` over those pairs (one pair's distance is that noisy). `train_diffusion`: sigma used while fine-tuning; `sampler`: how the\n"
+        "`distance` over those pairs (one pair's distance is that noisy); `ratio_se`: the\n"
+        "standard error of `ratio_to_floor` (the distance's and the floor's, over `pairs` pairs).\n"
+        "`train_diffusion`: sigma used while fine-tuning; `sampler`: how the\n"
         "fine-tuned velocity is sampled afterwards; `reward`: mean reward of those samples;\n"
         "`mode_error`: mass on the wrong mixture components (total variation between the\n"
         "samples' occupancy of the target's components and its exact weights; `target_`: that of\n"
@@ -86,6 +93,8 @@ def main(inputs: list[str], csv: str, md: str) -> None:
         "eval_sd",
         "noise_floor",
         "ratio_to_floor",
+        "ratio_se",
+        "pairs",
         "base_distance",
         "reward",
         "target_reward",
