@@ -48,6 +48,17 @@ def atomic_write_text(path: Path, text: str) -> None:
     os.replace(tmp, path)
 
 
+def atomic_savefig(fig, path: str | Path, **kwargs) -> None:
+    """``fig.savefig`` through a temporary file in the same folder, then a rename (a killed job
+    leaves no half-written figure). PDFs carry no creation date, so that a figure regenerated
+    from the same numbers is the same file (``git status`` shows only real changes)."""
+    path = Path(path)
+    tmp = path.with_name(path.stem + ".tmp" + path.suffix)  # keep the suffix: it sets the format
+    meta = {"CreationDate": None} if path.suffix == ".pdf" else None
+    fig.savefig(tmp, metadata=meta, **kwargs)
+    os.replace(tmp, path)
+
+
 def build_run(cfg: RunConfig) -> tuple[GroundTruth, torch.nn.Module, Trainer]:
     """Problem, fine-tunable model (``v_base + zero-initialised MLP``) and trainer of a run."""
     torch.manual_seed(cfg.train.seed)

@@ -21,3 +21,26 @@ def test_plane_is_the_leading_principal_plane():
 def test_plane_is_the_identity_up_to_two_dimensions():
     np.testing.assert_array_equal(_plane(np.zeros((5, 2))), np.eye(2))
     np.testing.assert_array_equal(_plane(np.zeros((5, 1))), np.eye(1))
+
+
+def test_a_regenerated_figure_is_the_same_file(tmp_path):
+    # PDFs carry no creation date: the pipeline's committed figures change only with their data
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from amcli.run import atomic_savefig
+
+    fig, ax = plt.subplots()
+    ax.plot([0, 1], [1, 0])
+    paths = [tmp_path / "a.pdf", tmp_path / "b.pdf"]
+    for p in paths:
+        atomic_savefig(fig, p)
+        if p is paths[0]:
+            import time
+
+            time.sleep(1.1)  # a creation date would differ by a second
+    plt.close(fig)
+    assert paths[0].read_bytes() == paths[1].read_bytes()
+    assert sorted(q.name for q in tmp_path.iterdir()) == ["a.pdf", "b.pdf"]  # no temporaries

@@ -2,7 +2,6 @@
 of mean reward against distance to the base, with the exact tilts marked."""
 
 import json
-import os
 from pathlib import Path
 
 import matplotlib
@@ -12,7 +11,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 import pandas as pd  # noqa: E402
 import seaborn as sns  # noqa: E402
 
-from amcli.run import atomic_write_text  # noqa: E402
+from amcli.run import atomic_savefig, atomic_write_text  # noqa: E402
 
 SAMPLERS = ("ode", "memoryless")
 
@@ -109,9 +108,7 @@ def pareto(table: pd.DataFrame, png: str, pdf: str) -> None:
     fig.suptitle("Reward vs distance to the base; stars: the exact tilted targets", fontsize=10)
     fig.tight_layout()
     for out in (png, pdf):
-        tmp = out + ".tmp" + Path(out).suffix
-        fig.savefig(tmp, dpi=150, bbox_inches="tight")
-        os.replace(tmp, out)
+        atomic_savefig(fig, out, dpi=150, bbox_inches="tight")
 
 
 def main(inputs: list[str], csv: str, md: str, png: str, pdf: str) -> None:

@@ -4,7 +4,6 @@ training diffusion (memoryless vs constant sigma), one row per sampler (ODE, mem
 target's two leading principal axes (where its modes lie apart), the same plane in every panel."""
 
 import json
-import os
 from pathlib import Path
 
 import matplotlib
@@ -18,6 +17,7 @@ import yaml  # noqa: E402
 
 from am.problems.benchmarks import make_problem  # noqa: E402
 from am.schedules import make_schedule  # noqa: E402
+from amcli.run import atomic_savefig  # noqa: E402
 
 
 def _label(tag: str) -> str:
@@ -92,9 +92,7 @@ def main(sample_files: list[str], png: str, pdf: str) -> None:
     fig.tight_layout()
     Path(png).parent.mkdir(parents=True, exist_ok=True)
     for out in (png, pdf):
-        tmp = out + ".tmp" + Path(out).suffix
-        fig.savefig(tmp, dpi=150)
-        os.replace(tmp, out)
+        atomic_savefig(fig, out, dpi=150)
 
 
 if "snakemake" in globals():
