@@ -78,7 +78,7 @@ class EvalConfig:
     floor alone (``None``: ``repeats``). Why a separate count: the floor depends on the target
     and ``num_samples`` only and costs no model evaluation, and where one pair's distance is
     noisy its mean over a few pairs is too (1-D, 5000 samples: one pair's W1 has a standard
-    deviation of a third of its mean, so a 5-pair floor is uncertain by about 17 %; README, "How
+    deviation of a third of its mean, so a 5-pair floor is uncertain by about 15 %; README, "How
     to read a ratio")."""
 
     num_samples: int = 5000

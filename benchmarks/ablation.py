@@ -167,27 +167,6 @@ VARIANTS_1D = {
         }
         for e, seed in ((6, 1), (7, 1), (6, 0), (6, 2))
     },
-    # the Theorem 1 setting with an EMA of the weights (decay 0.999, about the last 1000
-    # iterations): is what separates the trained ODE from the K = 80 fixed point the target's
-    # noise left in the final weights?
-    "uniform weighting, per-term clip 1e6 lambda^2, hidden 256, control variate, K = 80, "
-    "lr 3e-3, 4500 iterations, grid warp 0.5, EMA 0.999, seed 0": {
-        "method": {
-            "weighting": "uniform",
-            "num_steps": 80,
-            "grid_warp": 0.5,
-            "clip_multiplier": 1e6,
-            **CV,
-        },
-        "train": {
-            "lr": 3e-3,
-            "iterations": 4500,
-            "seed": 0,
-            "checkpoint_every": 100,
-            "ema_decay": 0.999,
-        },
-        **H256,
-    },
     # the discrete target at step 0 is ~0 (X_2 barely depends on X_1), not the continuous
     # control: the SDE does not care, the ODE integrates the network's fit of it
     "uniform weighting, no clip, hidden 256, control variate, lr 3e-3, 3000 iterations, "
