@@ -205,7 +205,6 @@ class Trainer:
         tmp.write_text("".join(ln + "\n" for ln in keep))
         os.replace(tmp, log)
 
-    @torch.no_grad()
     def ema_decay_at(self, iteration: int) -> float:
         """The EMA's decay for the update after ``iteration`` optimizer steps:
         ``min(ema_decay, (1 + n) / (10 + n))``. Why the warm-up: a fine-tuned model starts at the
@@ -214,6 +213,7 @@ class Trainer:
         same order); the warm-up forgets the start within the first few updates."""
         return min(self.config.ema_decay, (1 + iteration) / (10 + iteration))
 
+    @torch.no_grad()
     def load_ema_into_model(self) -> None:
         """Copy the EMA parameters into the model (for export and evaluation); no-op without EMA."""
         if self.ema is not None:

@@ -211,7 +211,7 @@ def ratio_standard_error(distances: Sequence[float], floors: Sequence[float]) ->
     distances (first-order delta method): ``r sqrt(s_d^2 / (n d^2) + s_f^2 / (m f^2))`` with
     ``d, f`` the means, ``s_d, s_f`` the sample standard deviations, ``n, m`` the counts. Why it
     matters: in 1-D the W1 of one pair is dominated by how many samples land in a light mode,
-    and 5 pairs leave the floor itself uncertain by a fifth (README, "How to read a ratio").
+    and 5 pairs leave the floor itself uncertain by about 15 % (README, "How to read a ratio").
     ``nan`` with fewer than two of either."""
     d = torch.as_tensor(list(distances), dtype=torch.float64)
     f = torch.as_tensor(list(floors), dtype=torch.float64)
