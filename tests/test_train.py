@@ -177,3 +177,6 @@ def test_ema_is_the_warmed_up_average_of_the_iterates():
         expected = decay * expected + (1 - decay) * params(model)
     ema = torch.cat([e.flatten() for e in tr.ema])
     torch.testing.assert_close(ema, expected, rtol=1e-6, atol=1e-7)
+    # the exported weights are the EMA's
+    tr.load_ema_into_model()
+    torch.testing.assert_close(params(model), ema, rtol=0, atol=0)
