@@ -80,6 +80,11 @@ class _Step:
 # A step's map for the VJP: x -> (X_{k+1}, extra scalar cost or None, base velocity at x).
 StepMap = Callable[[Tensor, _Step], tuple[Tensor, Tensor | None, Tensor]]
 
+# Control-variate increments: all of them up front ``[K+1, B, *shape]``, or made on demand,
+# ``(j, v_base(X_j) or None at j = K) -> delta_j [B, *shape]`` (am.control_variate), so that
+# they can reuse the base velocity the VJP of step j has just computed.
+Corrections = Tensor | Callable[[int, Tensor | None], Tensor]
+
 
 def _backward(
     step_map: StepMap,
@@ -87,7 +92,7 @@ def _backward(
     schedule: Schedule,
     terminal: Tensor,
     first_step: int,
-    corrections: Tensor | None = None,
+    corrections: Corrections | None = None,
 ) -> AdjointResult:
     """``a_k = d/dX_k [ <step_map(X_k), a_{k+1} - delta_{k+1}> + extra(X_k) ]`` from
     ``a_K = terminal`` down to ``first_step`` (``delta = corrections``, or none); one small graph
@@ -98,13 +103,18 @@ def _backward(
     states, times = trajectory.states, trajectory.times
     adjoints = torch.zeros_like(states)
     base_v = torch.zeros_like(trajectory.noises)
-    if corrections is not None and corrections.shape != states.shape:
+    make_delta = None
+    if callable(corrections):
+        make_delta, corrections = corrections, torch.zeros_like(states)
+    elif corrections is not None and corrections.shape != states.shape:
         raise ValueError(
             f"corrections must have the states' shape {tuple(states.shape)}, "
             f"got {tuple(corrections.shape)}"
         )
     adjoints[K] = a = terminal
     for k in range(K - 1, first_step - 1, -1):
+        if make_delta is not None:  # v_base(X_{k+1}) is the previous VJP's (none at X_K)
+            corrections[k + 1] = make_delta(k + 1, base_v[k + 1] if k + 1 < K else None)
         if corrections is not None:
             a = a - corrections[k + 1]
         step = _Step(
@@ -133,11 +143,13 @@ def lean_adjoint(
     stepper: Stepper,
     terminal: Tensor,
     first_step: int = 0,
-    corrections: Tensor | None = None,
+    corrections: Corrections | None = None,
 ) -> AdjointResult:
     """Lean adjoint by exact VJPs of the base step map, from ``a_K = terminal [B, *shape]`` back to
     ``a_{first_step}`` (steps below ``first_step`` are not needed by the loss and are skipped).
-    ``corrections``: control-variate increments (:mod:`am.control_variate`) or ``None``."""
+    ``corrections``: control-variate increments (:mod:`am.control_variate`): a tensor
+    ``[K+1, B, *shape]``, a callable ``(j, v_base(X_j)) -> delta_j`` (made during the pass, reusing
+    its base velocities), or ``None``."""
 
     def base_step(x: Tensor, s: _Step):
         v = base(x, s.t)
@@ -156,7 +168,7 @@ def full_adjoint(
     stepper: Stepper,
     terminal: Tensor,
     first_step: int = 0,
-    corrections: Tensor | None = None,
+    corrections: Corrections | None = None,
 ) -> AdjointResult:
     """Full (basic) adjoint: ``a_k = J_k^{ft T} a_{k+1} + h grad_x |u(X_k)|^2 / 2`` where ``J^ft`` is
     the fine-tuned model's step Jacobian and ``u = c (v_ft - v_base)`` (see

@@ -20,8 +20,10 @@ subtracts from ``a_{k+1}`` the increments ``delta_{j+1}`` transported by ``J_{k+
 the Jacobians depend on ``X_{k+1} .. X_j`` only (noise held fixed, additive), so every term has
 conditional mean zero given ``X_k`` and ``E[e_{k+1} | X_k] = E[a_{k+1} | X_k]``: the regression's
 fixed point is unchanged, only its noise drops (by the part of the martingale ``a`` that ``g``
-explains). Cost: one forward of the fine-tuned model and of the base at the ``K`` mirrored states
-(no VJP); the VJP count stays one per step.
+explains). Cost: no VJP (the VJP count stays one per step); :class:`AntitheticCorrections`
+evaluates ``g`` only at the ``B`` mirrored states of each step, since ``g_j(X_j)`` is made of what
+the rollout (``v_theta(X_j)``) and the adjoint pass (``v_base(X_j)``) already computed;
+:func:`antithetic_corrections` (all increments up front, any ``g``) evaluates it at ``2B``.
 
 Measured (``python benchmarks/target_variance.py``, its control-variate columns): with ``g`` from
 the exact optimum the paths a step needs for a signal-to-noise ratio of 1 drop about 4x in 1-D
@@ -39,7 +41,12 @@ from am.adjoint import terminal_adjoint
 from am.schedules import Schedule
 from am.sde import Stepper, Trajectory, Velocity, control_coefficient
 
-__all__ = ["AdjointEstimate", "adjoint_estimate", "antithetic_corrections"]
+__all__ = [
+    "AdjointEstimate",
+    "adjoint_estimate",
+    "antithetic_corrections",
+    "AntitheticCorrections",
+]
 
 # g(x [N, *shape], j) -> [N, *shape]: an estimate of E[a_j | X_j = x], for j in 1..K.
 AdjointEstimate = Callable[[Tensor, int], Tensor]
@@ -58,7 +65,7 @@ def adjoint_estimate(
     ``j < K`` (the optimum's identity ``u* = -sigma E[a | X]``), ``g_K = -lambda grad r`` (exact).
     A model with a ``difference(x, t)`` method returning ``v_theta - v_base`` (e.g.
     :class:`am.models.ResidualVelocity`) is asked for it directly, sparing a base forward."""
-    times, sigmas, K = trajectory.times, trajectory.sigmas, trajectory.num_steps
+    times, K = trajectory.times, trajectory.num_steps
     difference = getattr(model, "difference", None)
     if difference is None:
 
@@ -70,10 +77,27 @@ def adjoint_estimate(
         if j == K:
             return terminal_adjoint(reward, x, reward_scale)[0]
         t = times[j].expand(x.shape[0])
-        coef = control_coefficient(schedule(times[j]), sigmas[j]) / sigmas[j]
-        return -coef * difference(x, t)
+        return -_estimate_coefficient(schedule, trajectory, j) * difference(x, t)
 
     return g
+
+
+def _estimate_coefficient(schedule: Schedule, trajectory: Trajectory, j: int) -> Tensor:
+    """``c_j / sigma_j``: ``g_j = -(c_j / sigma_j) (v_theta - v_base)`` (``u = c (v_theta - v_base)``)."""
+    sigma = trajectory.sigmas[j]
+    return control_coefficient(schedule(trajectory.times[j]), sigma) / sigma
+
+
+def _mirrored(trajectory: Trajectory, j: int, schedule: Schedule, stepper: Stepper):
+    """``X_j - 2 s_(j-1) eps_(j-1)`` (the step into ``X_j`` with its noise negated), or ``None``
+    for a deterministic step (nothing to correct)."""
+    times = trajectory.times
+    scale = stepper.noise_scale(
+        schedule(times[j - 1]), schedule(times[j]), trajectory.sigmas[j - 1]
+    )
+    if not torch.any(scale != 0):
+        return None
+    return trajectory.states[j] - 2 * scale * trajectory.noises[j - 1]
 
 
 @torch.no_grad()
@@ -87,17 +111,64 @@ def antithetic_corrections(
 ) -> Tensor:
     """``delta [K+1, B, *shape]``: ``delta[j]`` (``j = first_step + 1 .. K``) as in the module
     docstring; zero elsewhere. Each ``g_j`` is called once on the batch ``[X_j; mirrored X_j]``."""
-    states, times, K = trajectory.states, trajectory.times, trajectory.num_steps
+    states, K = trajectory.states, trajectory.num_steps
     out = torch.zeros_like(states)
     B = states.shape[1]
     for k in range(first_step, K):
-        scale = stepper.noise_scale(
-            schedule(times[k]), schedule(times[k + 1]), trajectory.sigmas[k]
-        )
-        x = states[k + 1]
-        if not torch.any(scale != 0):
+        mirrored = _mirrored(trajectory, k + 1, schedule, stepper)
+        if mirrored is None:
             continue  # a deterministic step carries no noise to remove
-        mirrored = x - 2 * scale * trajectory.noises[k]
-        both = estimate(torch.cat([x, mirrored]), k + 1)
+        both = estimate(torch.cat([states[k + 1], mirrored]), k + 1)
         out[k + 1] = 0.5 * (both[:B] - both[B:])
     return out
+
+
+class AntitheticCorrections:
+    """The increments ``delta_j`` of :func:`antithetic_corrections` for ``g`` from
+    :func:`adjoint_estimate`, computed one at a time inside the adjoint's backward pass
+    (:func:`am.adjoint.lean_adjoint` calls ``corrections(j, v_base(X_j))``, ``j = K .. 1``).
+
+    Why: ``g_j(X_j) = -(c_j / sigma_j) (v_theta(X_j) - v_base(X_j))`` needs no forward when the
+    rollout kept its velocities (``simulate(..., keep_velocities=True)``) and the adjoint has
+    just computed ``v_base(X_j)`` for its VJP; only the mirrored states need ``v_theta - v_base``:
+    ``B`` rows per step instead of ``2B`` (a trajectory without velocities falls back to that).
+    ``g_K`` is the exact ``-lambda grad r`` at both points. Same increments as
+    :func:`antithetic_corrections` up to rounding (tested)."""
+
+    def __init__(
+        self,
+        model: Velocity,
+        base: Velocity,
+        *,
+        reward,
+        reward_scale: float,
+        schedule: Schedule,
+        stepper: Stepper,
+        trajectory: Trajectory,
+    ):
+        self.estimate = adjoint_estimate(
+            model,
+            base,
+            reward=reward,
+            reward_scale=reward_scale,
+            schedule=schedule,
+            trajectory=trajectory,
+        )
+        self.schedule, self.stepper, self.trajectory = schedule, stepper, trajectory
+
+    @torch.no_grad()
+    def __call__(self, j: int, base_velocity: Tensor | None) -> Tensor:
+        """``delta_j [B, *shape]``; ``base_velocity``: ``v_base(X_j, t_j)`` (``None`` at ``j = K``,
+        or to evaluate ``g`` at both points)."""
+        traj = self.trajectory
+        x = traj.states[j]
+        mirrored = _mirrored(traj, j, self.schedule, self.stepper)
+        if mirrored is None:
+            return torch.zeros_like(x)
+        if j < traj.num_steps and traj.velocities is not None and base_velocity is not None:
+            coef = _estimate_coefficient(self.schedule, traj, j)
+            own = -coef * (traj.velocities[j] - base_velocity)
+            return 0.5 * (own - self.estimate(mirrored, j))
+        B = x.shape[0]
+        both = self.estimate(torch.cat([x, mirrored]), j)
+        return 0.5 * (both[:B] - both[B:])

@@ -158,12 +158,16 @@ def make_stepper(name: str) -> Stepper:
 class Trajectory:
     """A simulated path. ``states [K+1, B, *shape]`` (``states[0] = X_0``), ``times [K+1]``,
     ``noises [K, B, *shape]`` (the standard normals of each step, so steps can be replayed
-    exactly), ``sigmas [K]`` (diffusion used on each step). Carries no autograd graph."""
+    exactly), ``sigmas [K]`` (diffusion used on each step); ``velocities [K, B, *shape]`` or
+    ``None``: the simulated model's velocity at ``states[k]``, ``times[k]`` (kept on request, for
+    reuse: the control variate needs ``v_theta`` at every visited state). Carries no autograd
+    graph."""
 
     states: Tensor
     times: Tensor
     noises: Tensor
     sigmas: Tensor
+    velocities: Tensor | None = None
 
     @property
     def num_steps(self) -> int:
@@ -227,12 +231,16 @@ def simulate(
     stepper: Stepper | None = None,
     generator: torch.Generator | None = None,
     keep_trajectory: bool = True,
+    keep_velocities: bool = False,
 ) -> Trajectory | Tensor:
     """Simulate from ``x0 [B, *shape]`` (at ``times[0]``) along ``times [K+1]``.
 
-    Returns a :class:`Trajectory` or, with ``keep_trajectory=False``, only ``X_K``
+    Returns a :class:`Trajectory` (with ``keep_velocities``, also the velocities it evaluated,
+    one more ``[K, B, *shape]`` tensor) or, with ``keep_trajectory=False``, only ``X_K``
     (memory independent of ``K``). Runs without gradient.
     """
+    if keep_velocities and not keep_trajectory:
+        raise ValueError("keep_velocities needs keep_trajectory=True")
     stepper = stepper or EulerMaruyama()
     times = times.to(dtype=x0.dtype, device=x0.device)
     _check(x0, times)
@@ -242,6 +250,7 @@ def simulate(
         states = x0.new_empty((K + 1, *x0.shape))
         noises = x0.new_empty((K, *x0.shape))
         states[0] = x0
+        velocities = x0.new_empty((K, *x0.shape)) if keep_velocities else None
     x = x0
     for k in range(K):
         sv, sv_next = schedule(times[k]), schedule(times[k + 1])
@@ -251,9 +260,11 @@ def simulate(
         if keep_trajectory:
             states[k + 1] = x
             noises[k] = noise
+        if keep_velocities:
+            velocities[k] = v
     if not keep_trajectory:
         return x
-    return Trajectory(states, times, noises, sigmas)
+    return Trajectory(states, times, noises, sigmas, velocities)
 
 
 def sample(

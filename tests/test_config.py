@@ -118,6 +118,26 @@ def test_figure2_is_its_own_experiment():
     assert len(configs) == len(grid_dirs) + sum(r["dir"] not in grid_dirs for r in runs)
 
 
+def test_quick_config_evaluates_like_the_default():
+    """config/quick.yaml's Theorem 1 runs: the default reproduction's evaluation (floors over 200
+    pairs, 1-D distances over 20) and, per problem, one training setting for the three schedules
+    (only the method's diffusion differs), so its table compares like with like."""
+    config = yaml.safe_load(open("config/quick.yaml"))
+    cfgs = [parse_run_config(c) for c in run_configs(config).values()]
+    assert len(cfgs) == 9
+    for cfg in cfgs:
+        assert cfg.eval.floor_repeats == 200
+        assert cfg.eval.repeats == (20 if cfg.problem.name == "gmm1d_linear" else 5)
+    for problem in {c.problem.name for c in cfgs}:
+        trio = [c for c in cfgs if c.problem.name == problem]
+        assert len({(c.train, c.model) for c in trio}) == 1, problem
+        methods = {
+            (m.num_steps, m.grid_warp, m.clip_multiplier, m.weighting, m.control_variate)
+            for m in (c.method_config for c in trio)
+        }
+        assert len(methods) == 1, problem
+
+
 @pytest.mark.parametrize(
     "edit, key",
     [

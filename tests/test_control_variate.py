@@ -5,7 +5,7 @@ import pytest
 import torch
 
 from am.adjoint import full_adjoint, lean_adjoint, terminal_adjoint
-from am.control_variate import adjoint_estimate, antithetic_corrections
+from am.control_variate import AntitheticCorrections, adjoint_estimate, antithetic_corrections
 from am.diffusion import MemorylessDiffusion
 from am.methods import AdjointMatchingConfig
 from am.models import ResidualVelocity, TimeMLP
@@ -215,3 +215,57 @@ def test_estimate_uses_residual_difference_and_matches_generic_form():
     torch.testing.assert_close(
         fast(x, 6), -torch.func.vmap(torch.func.grad(lambda z: reward(z[None])[0]))(x)
     )
+
+
+@pytest.mark.parametrize("adjoint", ["lean", "full"])
+def test_corrections_made_during_the_adjoint_pass_equal_the_precomputed_ones(adjoint):
+    """AntitheticCorrections (g at X_j from the rollout's velocities and the adjoint's v_base,
+    a forward only at the mirrored states) gives the increments and adjoints of
+    antithetic_corrections (g at both points), with B rows per step through the network
+    instead of 2B; without the rollout's velocities it falls back to 2B."""
+    schedule, stepper, K, B = FlowMatchingSchedule(), EulerMaruyama(), 6, 5
+    base, net = _mlps(4)
+    model = ResidualVelocity(base, net)
+    g = torch.Generator().manual_seed(1)
+    traj = simulate(
+        model,
+        torch.randn(B, 3, dtype=torch.float64, generator=g),
+        schedule=schedule,
+        times=uniform_grid(K, dtype=torch.float64),
+        diffusion=MemorylessDiffusion(schedule),
+        stepper=stepper,
+        generator=g,
+        keep_velocities=True,
+    )
+    torch.testing.assert_close(
+        traj.velocities[2], model(traj.states[2], traj.times[2].expand(B)), rtol=0, atol=0
+    )
+    terminal, _ = terminal_adjoint(reward, traj.final, 1.3)
+    kw = dict(reward=reward, reward_scale=1.3, schedule=schedule, trajectory=traj)
+    rows = []
+    net.register_forward_hook(lambda m, args, out: rows.append(args[0].shape[0]))
+    delta = antithetic_corrections(
+        adjoint_estimate(model, base, **kw), traj, schedule=schedule, stepper=stepper, first_step=1
+    )
+    assert sum(rows) == (K - 2) * 2 * B  # g at X_j and its mirror, j = 2 .. K - 1 (g_K: exact)
+
+    def run(corrections):
+        rows.clear()
+        common = dict(schedule=schedule, stepper=stepper, terminal=terminal, first_step=1)
+        if adjoint == "lean":
+            return lean_adjoint(base, traj, corrections=corrections, **common)
+        return full_adjoint(base, model, traj, corrections=corrections, **common)
+
+    eager = run(delta)
+    eager_rows = sum(rows)
+    lazy = run(AntitheticCorrections(model, base, stepper=stepper, **kw))
+    assert sum(rows) - eager_rows == (K - 2) * B  # only the mirrored states
+    torch.testing.assert_close(lazy.corrections[2:], delta[2:], rtol=1e-10, atol=1e-12)
+    assert torch.all(lazy.corrections[:2] == 0)  # first_step = 1: delta_1 is not needed
+    torch.testing.assert_close(lazy.adjoints, eager.adjoints, rtol=1e-10, atol=1e-12)
+    no_velocities = Trajectory(traj.states, traj.times, traj.noises, traj.sigmas)
+    kw["trajectory"] = no_velocities
+    fallback = AntitheticCorrections(model, base, stepper=stepper, **kw)
+    rows.clear()
+    torch.testing.assert_close(fallback(3, None), delta[3], rtol=1e-10, atol=1e-12)
+    assert rows == [2 * B]

@@ -22,7 +22,7 @@ import torch
 from torch import nn
 
 from am.adjoint import full_adjoint, lean_adjoint, terminal_adjoint
-from am.control_variate import adjoint_estimate, antithetic_corrections
+from am.control_variate import AntitheticCorrections
 from am.diffusion import make_diffusion
 from am.loss import WEIGHTINGS, StepSubset, adjoint_matching_loss
 from am.methods.base import FineTuningProblem, LossOutput, Method, model_dtype_device
@@ -125,6 +125,7 @@ class AdjointMatching(Method):
             diffusion=self.diffusion,
             stepper=self.stepper,
             generator=generator,
+            keep_velocities=cfg.control_variate == "antithetic",  # the control variate reuses them
         )
         # 2. Adjoint backwards from a_K = -lambda grad r(X_K), down to the first step used.
         terminal, rewards = terminal_adjoint(prob.reward, traj.final, prob.reward_scale)
@@ -133,17 +134,15 @@ class AdjointMatching(Method):
         kwargs = dict(
             schedule=prob.schedule, stepper=self.stepper, terminal=terminal, first_step=first
         )
-        if cfg.control_variate == "antithetic":
-            estimate = adjoint_estimate(
+        if cfg.control_variate == "antithetic":  # made during the adjoint pass (its v_base)
+            kwargs["corrections"] = AntitheticCorrections(
                 model,
                 prob.base,
                 reward=prob.reward,
                 reward_scale=prob.reward_scale,
                 schedule=prob.schedule,
+                stepper=self.stepper,
                 trajectory=traj,
-            )
-            kwargs["corrections"] = antithetic_corrections(
-                estimate, traj, schedule=prob.schedule, stepper=self.stepper, first_step=first
             )
         if cfg.adjoint == "lean":
             adj = lean_adjoint(prob.base, traj, **kwargs)
