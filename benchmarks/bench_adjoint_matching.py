@@ -11,7 +11,12 @@ side by side in one process:
    + one forward+backward of the fine-tuned model on the M subsampled steps (the regression;
      the base outputs it needs are reused from the adjoint pass, not recomputed)
    + the reward's forward+backward at X_K.
-2. peak memory growth (current RSS sampled every ms, over the warmed-up process) of one
+2. with the control variate (``control_variate="antithetic"``): the iteration's extra time over
+   the plain one, next to the extra passes' floor: ``K`` forwards of ``v_theta`` and ``v_base`` at
+   the ``B`` mirrored states (the visited states' ``g`` reuses the rollout's ``v_theta`` and the
+   adjoint's ``v_base``; evaluating ``g`` at both points, as :func:`antithetic_corrections`
+   does, would cost twice that floor).
+3. peak memory growth (current RSS sampled every ms, over the warmed-up process) of one
    iteration at several K, each in a fresh process, with the
    loss on a fixed number of steps, next to the bytes of the stored trajectory, noises, adjoints
    and base velocities (4 tensors of ``[K, B, d]``): the peak should grow by no more than those.
@@ -28,16 +33,18 @@ import subprocess
 import sys
 import threading
 import time
+from dataclasses import replace
 
 import torch
 
+from am.control_variate import AntitheticCorrections, adjoint_estimate, antithetic_corrections
 from am.diffusion import MemorylessDiffusion
 from am.loss import StepSubset
 from am.methods import AdjointMatching, AdjointMatchingConfig, FineTuningProblem
 from am.models import TimeMLP, finetunable_copy
 from am.rewards import QuadraticReward
 from am.schedules import FlowMatchingSchedule
-from am.sde import sample
+from am.sde import EulerMaruyama, sample, simulate, uniform_grid
 
 
 def build(dim: int, hidden: int, K: int, subset: StepSubset):
@@ -75,8 +82,10 @@ def time_ratios(dim, hidden, batch, K, repeats) -> dict:
     xm = torch.randn(M * batch, dim)
     tm = torch.rand(M * batch)
 
-    def iteration():
-        out = method.loss(model, batch_size=batch, generator=torch.Generator().manual_seed(1))
+    cv_method = AdjointMatching(replace(method.config, control_variate="antithetic"), problem)
+
+    def iteration(m=method):
+        out = m.loss(model, batch_size=batch, generator=torch.Generator().manual_seed(1))
         out.loss.backward()
         model.zero_grad(set_to_none=True)
 
@@ -99,6 +108,10 @@ def time_ratios(dim, hidden, batch, K, repeats) -> dict:
         xg = x.clone().requires_grad_(True)
         torch.autograd.grad(base(xg, t), xg, grad_outputs=torch.ones_like(xg))
 
+    def both_forwards():  # v_theta and v_base at B states: the control variate's pass
+        with torch.no_grad():
+            model(x, t) - base(x, t)
+
     def regression():
         model(xm, tm).square().sum().backward()
         model.zero_grad(set_to_none=True)
@@ -115,9 +128,48 @@ def time_ratios(dim, hidden, batch, K, repeats) -> dict:
         + timeit(regression, repeats)
         + timeit(reward_grad, repeats)
     )
+    # the plain and the control-variate iterations alternate, so that drift of the machine's
+    # speed affects both alike
+    plain, cv = [], []
+    for _ in range(repeats):
+        plain.append(timeit(iteration, 1))
+        cv.append(timeit(lambda: iteration(cv_method), 1))
+    t_plain, t_cv = statistics.median(plain), statistics.median(cv)
+    cv_floor = K * timeit(both_forwards, 5 * repeats)
+    # the increments alone, on one trajectory: g at both points vs the reusing form
+    traj = simulate(
+        model,
+        torch.randn(batch, dim, generator=torch.Generator().manual_seed(2)),
+        schedule=problem.schedule,
+        times=uniform_grid(K),
+        diffusion=MemorylessDiffusion(problem.schedule),
+        generator=torch.Generator().manual_seed(3),
+        keep_velocities=True,
+    )
+    with torch.no_grad():
+        base_v = [base(traj.states[j], traj.times[j].expand(batch)) for j in range(K)]
+    common = dict(reward=reward, reward_scale=1.0, schedule=problem.schedule, trajectory=traj)
+    stepper = EulerMaruyama()
+
+    def eager():
+        estimate = adjoint_estimate(model, base, **common)
+        antithetic_corrections(estimate, traj, schedule=problem.schedule, stepper=stepper)
+
+    def reusing():
+        make = AntitheticCorrections(model, base, stepper=stepper, **common)
+        for j in range(K, 0, -1):
+            make(j, base_v[j] if j < K else None)
+
+    t_eager, t_reusing = timeit(eager, repeats), timeit(reusing, repeats)
     return {
         "K": K,
         "M": M,
+        "cv_iteration_s": t_cv,
+        "cv_over_plain": t_cv / t_plain,
+        "cv_extra_over_floor": (t_cv - t_plain) / cv_floor,
+        "cv_floor_s": cv_floor,
+        "corrections_both_s": t_eager,
+        "corrections_reusing_s": t_reusing,
         "iteration_s": t_iter,
         "sampling_s": t_sample,
         "floor_s": floor,
@@ -188,6 +240,18 @@ def main() -> None:
         f"  one AM iteration         {r['iteration_s'] * 1e3:8.1f} ms   {r['iteration_over_sampling']:.2f}x sampling"
     )
     print(f"  iteration / floor        {r['iteration_over_floor']:.2f}x   (target <= 1.25x)")
+    print("\n[control variate] the same iteration with control_variate='antithetic'")
+    print(f"  iteration / plain iteration          {r['cv_over_plain']:.2f}x")
+    print(
+        f"  extra / its floor                    {r['cv_extra_over_floor']:.2f}x   "
+        f"(floor: K forwards of v_theta and v_base at B states, {r['cv_floor_s'] * 1e3:.1f} ms; "
+        "g at both points: 2x)"
+    )
+    print(
+        f"  increments alone: g at both points {r['corrections_both_s'] * 1e3:8.1f} ms, reusing "
+        f"{r['corrections_reusing_s'] * 1e3:.1f} ms "
+        f"({r['corrections_both_s'] / r['corrections_reusing_s']:.2f}x)"
+    )
 
     print(
         "\n[memory] peak RSS growth during one iteration over the warmed-up process (fresh process per K),"
