@@ -179,3 +179,27 @@ def test_warped_grid():
     for bad in (1.0, -1.0, True, "0.5"):
         with pytest.raises(ValueError, match="warp"):
             warped_grid(K, bad)
+
+
+def test_simulate_keeps_the_velocities_it_evaluated_on_request():
+    schedule = FlowMatchingSchedule()
+    calls = []
+
+    def velocity(x, t):
+        calls.append(x.clone())
+        return -x * t[:, None]
+
+    kw = dict(
+        schedule=schedule,
+        times=uniform_grid(4, dtype=torch.float64),
+        diffusion=MemorylessDiffusion(schedule),
+        generator=torch.Generator().manual_seed(0),
+    )
+    x0 = torch.randn(3, 2, dtype=torch.float64)
+    traj = simulate(velocity, x0, keep_velocities=True, **kw)
+    assert simulate(velocity, x0, **kw).velocities is None
+    for k in range(4):
+        torch.testing.assert_close(calls[k], traj.states[k], rtol=0, atol=0)
+        torch.testing.assert_close(traj.velocities[k], -traj.states[k] * traj.times[k])
+    with pytest.raises(ValueError, match="keep_velocities needs keep_trajectory"):
+        simulate(velocity, x0, keep_velocities=True, keep_trajectory=False, **kw)
