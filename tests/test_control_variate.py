@@ -32,7 +32,7 @@ def _mlps(seed=0):
     return base, model
 
 
-def _trajectory(model, schedule, stepper, K=6, B=5, seed=0):
+def _trajectory(model, schedule, stepper, K=6, B=5, seed=0, keep_velocities=False):
     g = torch.Generator().manual_seed(seed)
     return simulate(
         model,
@@ -42,6 +42,7 @@ def _trajectory(model, schedule, stepper, K=6, B=5, seed=0):
         diffusion=MemorylessDiffusion(schedule),
         stepper=stepper,
         generator=g,
+        keep_velocities=keep_velocities,
     )
 
 
@@ -226,17 +227,7 @@ def test_corrections_made_during_the_adjoint_pass_equal_the_precomputed_ones(adj
     schedule, stepper, K, B = FlowMatchingSchedule(), EulerMaruyama(), 6, 5
     base, net = _mlps(4)
     model = ResidualVelocity(base, net)
-    g = torch.Generator().manual_seed(1)
-    traj = simulate(
-        model,
-        torch.randn(B, 3, dtype=torch.float64, generator=g),
-        schedule=schedule,
-        times=uniform_grid(K, dtype=torch.float64),
-        diffusion=MemorylessDiffusion(schedule),
-        stepper=stepper,
-        generator=g,
-        keep_velocities=True,
-    )
+    traj = _trajectory(model, schedule, stepper, K=K, B=B, seed=1, keep_velocities=True)
     torch.testing.assert_close(
         traj.velocities[2], model(traj.states[2], traj.times[2].expand(B)), rtol=0, atol=0
     )
