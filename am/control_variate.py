@@ -66,11 +66,7 @@ def adjoint_estimate(
     A model with a ``difference(x, t)`` method returning ``v_theta - v_base`` (e.g.
     :class:`am.models.ResidualVelocity`) is asked for it directly, sparing a base forward."""
     times, K = trajectory.times, trajectory.num_steps
-    difference = getattr(model, "difference", None)
-    if difference is None:
-
-        def difference(x: Tensor, t: Tensor) -> Tensor:
-            return model(x, t) - base(x, t)
+    difference = _difference(model, base)
 
     @torch.no_grad()
     def g(x: Tensor, j: int) -> Tensor:
@@ -80,6 +76,14 @@ def adjoint_estimate(
         return -_estimate_coefficient(schedule, trajectory, j) * difference(x, t)
 
     return g
+
+
+def _difference(model: Velocity, base: Velocity) -> Velocity:
+    """``(x, t) -> v_theta - v_base``: the model's own ``difference`` where it has one."""
+    difference = getattr(model, "difference", None)
+    if difference is not None:
+        return difference
+    return lambda x, t: model(x, t) - base(x, t)
 
 
 def _estimate_coefficient(schedule: Schedule, trajectory: Trajectory, j: int) -> Tensor:
@@ -125,15 +129,19 @@ def antithetic_corrections(
 
 class AntitheticCorrections:
     """The increments ``delta_j`` of :func:`antithetic_corrections` for ``g`` from
-    :func:`adjoint_estimate`, computed one at a time inside the adjoint's backward pass
+    :func:`adjoint_estimate`, handed out one at a time to the adjoint's backward pass
     (:func:`am.adjoint.lean_adjoint` calls ``corrections(j, v_base(X_j))``, ``j = K .. 1``).
 
     Why: ``g_j(X_j) = -(c_j / sigma_j) (v_theta(X_j) - v_base(X_j))`` needs no forward when the
     rollout kept its velocities (``simulate(..., keep_velocities=True)``) and the adjoint has
     just computed ``v_base(X_j)`` for its VJP; only the mirrored states need ``v_theta - v_base``:
-    ``B`` rows per step instead of ``2B`` (a trajectory without velocities falls back to that).
-    ``g_K`` is the exact ``-lambda grad r`` at both points. Same increments as
-    :func:`antithetic_corrections` up to rounding (tested)."""
+    ``B`` rows per step instead of ``2B``. Those do not depend on the adjoint, so the first call
+    evaluates them for every step ``first_step + 1 .. K - 1`` in one batched forward
+    (``[(K - 1 - first_step) B, *shape]`` rows without a graph, at most the regression's rows
+    on all steps): one network call instead of ``K``, which is what a small network's
+    per-call overhead costs. A trajectory without velocities falls back to ``g`` at both points,
+    one step at a time (``2B`` rows per step). ``g_K`` is the exact ``-lambda grad r`` at both
+    points. Same increments as :func:`antithetic_corrections` up to rounding (tested)."""
 
     def __init__(
         self,
@@ -145,6 +153,7 @@ class AntitheticCorrections:
         schedule: Schedule,
         stepper: Stepper,
         trajectory: Trajectory,
+        first_step: int = 0,
     ):
         self.estimate = adjoint_estimate(
             model,
@@ -154,7 +163,30 @@ class AntitheticCorrections:
             schedule=schedule,
             trajectory=trajectory,
         )
+        self.difference = _difference(model, base)
         self.schedule, self.stepper, self.trajectory = schedule, stepper, trajectory
+        self.first_step = first_step
+        self._mirrored_g: dict[int, Tensor] | None = None
+
+    @torch.no_grad()
+    def _mirrored_estimates(self) -> dict[int, Tensor]:
+        """``{j: g_j(mirrored X_j)}`` for ``j = first_step + 1 .. K - 1``, one batched call."""
+        traj = self.trajectory
+        steps, points = [], []
+        for j in range(self.first_step + 1, traj.num_steps):
+            mirrored = _mirrored(traj, j, self.schedule, self.stepper)
+            if mirrored is not None:
+                steps.append(j)
+                points.append(mirrored)
+        if not steps:
+            return {}
+        B = points[0].shape[0]
+        t = traj.times[torch.tensor(steps, device=traj.times.device)].repeat_interleave(B)
+        dv = self.difference(torch.cat(points), t).split(B)
+        return {
+            j: -_estimate_coefficient(self.schedule, traj, j) * d
+            for j, d in zip(steps, dv, strict=True)
+        }
 
     @torch.no_grad()
     def __call__(self, j: int, base_velocity: Tensor | None) -> Tensor:
@@ -166,9 +198,16 @@ class AntitheticCorrections:
         if mirrored is None:
             return torch.zeros_like(x)
         if j < traj.num_steps and traj.velocities is not None and base_velocity is not None:
+            if j <= self.first_step:
+                raise ValueError(
+                    f"corrections({j}) below first_step + 1 = {self.first_step + 1}: pass the "
+                    "adjoint's first_step to AntitheticCorrections"
+                )
+            if self._mirrored_g is None:
+                self._mirrored_g = self._mirrored_estimates()
             coef = _estimate_coefficient(self.schedule, traj, j)
             own = -coef * (traj.velocities[j] - base_velocity)
-            return 0.5 * (own - self.estimate(mirrored, j))
+            return 0.5 * (own - self._mirrored_g[j])
         B = x.shape[0]
         both = self.estimate(torch.cat([x, mirrored]), j)
         return 0.5 * (both[:B] - both[B:])

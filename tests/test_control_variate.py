@@ -248,12 +248,18 @@ def test_corrections_made_during_the_adjoint_pass_equal_the_precomputed_ones(adj
         return full_adjoint(base, model, traj, corrections=corrections, **common)
 
     eager = run(delta)
-    eager_rows = sum(rows)
-    lazy = run(AntitheticCorrections(model, base, stepper=stepper, **kw))
-    assert sum(rows) - eager_rows == (K - 2) * B  # only the mirrored states
+    eager_rows = list(rows)  # the full adjoint's own forwards (none for the lean one)
+    lazy = run(AntitheticCorrections(model, base, stepper=stepper, first_step=1, **kw))
+    extra = list(rows)
+    for r in eager_rows:
+        extra.remove(r)
+    assert extra == [(K - 2) * B]  # only the mirrored states, all steps in one call
     torch.testing.assert_close(lazy.corrections[2:], delta[2:], rtol=1e-10, atol=1e-12)
     assert torch.all(lazy.corrections[:2] == 0)  # first_step = 1: delta_1 is not needed
     torch.testing.assert_close(lazy.adjoints, eager.adjoints, rtol=1e-10, atol=1e-12)
+    late = AntitheticCorrections(model, base, stepper=stepper, first_step=3, **kw)
+    with pytest.raises(ValueError, match="first_step"):  # its batch does not hold step 2
+        late(2, traj.velocities[2])
     no_velocities = Trajectory(traj.states, traj.times, traj.noises, traj.sigmas)
     kw["trajectory"] = no_velocities
     fallback = AntitheticCorrections(model, base, stepper=stepper, **kw)

@@ -143,6 +143,7 @@ class AdjointMatching(Method):
                 schedule=prob.schedule,
                 stepper=self.stepper,
                 trajectory=traj,
+                first_step=first,
             )
         if cfg.adjoint == "lean":
             adj = lean_adjoint(prob.base, traj, **kwargs)
