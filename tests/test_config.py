@@ -9,7 +9,9 @@ from amcli.config import ConfigError, parse_run_config, run_config_to_dict
 from baselines import METHODS
 from workflow.scripts.grid import (
     all_runs,
+    estimated_cost,
     figure2_runs,
+    long_runs,
     problem_names,
     run_config_dict,
     run_configs,
@@ -136,6 +138,24 @@ def test_quick_config_evaluates_like_the_default():
             for m in (c.method_config for c in trio)
         }
         assert len(methods) == 1, problem
+
+
+def test_long_runs_are_the_expensive_ones():
+    """The workflow starts the long runs first: in the quick config the three 1-D runs (4500
+    iterations against 800), in the default the Theorem 1 1-D runs among them (K = 80, hidden
+    256, 4500 iterations); the cost estimate scales with iterations, steps and width^2."""
+    quick = yaml.safe_load(open("config/quick.yaml"))
+    assert sorted(long_runs(quick)) == sorted(
+        r["dir"] for r in all_runs(quick) if r["problem"] == "gmm1d_linear"
+    )
+    default = yaml.safe_load(open("config/config.yaml"))
+    assert "runs/figure2/gmm1d_linear/lam1/adjoint_matching/seed0" in long_runs(default)
+    assert "runs/gmm2d_quadratic/lam1/draft/seed0" not in long_runs(default)
+    cfg = run_config_dict(quick, "gmm2d_overlap_quadratic", "1", "adjoint_matching", 0)
+    longer = {**cfg, "train": {**cfg["train"], "iterations": 1600}}
+    wider = {**cfg, "model": {**cfg["model"], "hidden": 128}}
+    assert estimated_cost(longer) == 2 * estimated_cost(cfg)
+    assert estimated_cost(wider) == 4 * estimated_cost(cfg)
 
 
 @pytest.mark.parametrize(

@@ -251,3 +251,21 @@ def validate_grid(config: dict) -> None:
             parse_run_config(cfg)
         except ConfigError as e:
             raise ConfigError(f"run {run_dir}: {e}") from None
+
+
+def estimated_cost(cfg: dict) -> float:
+    """A run's training cost up to a constant: iterations x batch x rollout steps x width^2 (the
+    network's share per row). Only used to order the jobs, so the constant does not matter."""
+    run = parse_run_config(cfg)
+    steps = getattr(run.method_config, "num_steps", 40)
+    return run.train.iterations * run.train.batch_size * steps * max(run.model.hidden, 64) ** 2
+
+
+def long_runs(config: dict, factor: float = 3.0) -> list[str]:
+    """Run directories whose :func:`estimated_cost` is at least ``factor`` times the median run's.
+    Why: Snakemake starts ready jobs of equal priority in no particular order, and a long run
+    started last sets the wall time (the quick config's three 10-minute 1-D runs among 2-minute
+    ones); the workflow gives these a higher priority so they start first."""
+    costs = {d: estimated_cost(cfg) for d, cfg in run_configs(config).items()}
+    median = sorted(costs.values())[len(costs) // 2]
+    return [d for d, c in costs.items() if c >= factor * median]
