@@ -194,9 +194,6 @@ class AntitheticCorrections:
         or to evaluate ``g`` at both points)."""
         traj = self.trajectory
         x = traj.states[j]
-        mirrored = _mirrored(traj, j, self.schedule, self.stepper)
-        if mirrored is None:
-            return torch.zeros_like(x)
         if j < traj.num_steps and traj.velocities is not None and base_velocity is not None:
             if j <= self.first_step:
                 raise ValueError(
@@ -205,9 +202,14 @@ class AntitheticCorrections:
                 )
             if self._mirrored_g is None:
                 self._mirrored_g = self._mirrored_estimates()
+            if j not in self._mirrored_g:  # a deterministic step carries no noise to remove
+                return torch.zeros_like(x)
             coef = _estimate_coefficient(self.schedule, traj, j)
             own = -coef * (traj.velocities[j] - base_velocity)
             return 0.5 * (own - self._mirrored_g[j])
+        mirrored = _mirrored(traj, j, self.schedule, self.stepper)
+        if mirrored is None:
+            return torch.zeros_like(x)
         B = x.shape[0]
         both = self.estimate(torch.cat([x, mirrored]), j)
         return 0.5 * (both[:B] - both[B:])

@@ -6,7 +6,7 @@ import torch
 
 from am.adjoint import full_adjoint, lean_adjoint, terminal_adjoint
 from am.control_variate import AntitheticCorrections, adjoint_estimate, antithetic_corrections
-from am.diffusion import MemorylessDiffusion
+from am.diffusion import ConstantDiffusion, MemorylessDiffusion
 from am.methods import AdjointMatchingConfig
 from am.models import ResidualVelocity, TimeMLP
 from am.problems.benchmarks import make_problem
@@ -266,3 +266,34 @@ def test_corrections_made_during_the_adjoint_pass_equal_the_precomputed_ones(adj
     rows.clear()
     torch.testing.assert_close(fallback(3, None), delta[3], rtol=1e-10, atol=1e-12)
     assert rows == [2 * B]
+
+
+def test_a_deterministic_rollout_gets_zero_corrections_without_a_forward():
+    """sigma = 0 (the ODE): no step has noise to mirror, so every increment is zero and the
+    batched estimate at the mirrored states is never evaluated."""
+    schedule, K, B = FlowMatchingSchedule(), 5, 4
+    base, net = _mlps(4)
+    model = ResidualVelocity(base, net)
+    traj = simulate(
+        model,
+        torch.randn(B, 3, dtype=torch.float64, generator=torch.Generator().manual_seed(0)),
+        schedule=schedule,
+        times=uniform_grid(K, dtype=torch.float64),
+        diffusion=ConstantDiffusion(0.0),
+        keep_velocities=True,
+    )
+    rows = []
+    net.register_forward_hook(lambda m, args, out: rows.append(args[0].shape[0]))
+    make = AntitheticCorrections(
+        model,
+        base,
+        reward=reward,
+        reward_scale=1.0,
+        schedule=schedule,
+        stepper=EulerMaruyama(),
+        trajectory=traj,
+    )
+    for j in range(K, 0, -1):
+        v_base = base(traj.states[j], traj.times[j].expand(B)) if j < K else None
+        assert torch.all(make(j, v_base) == 0)
+    assert rows == []
