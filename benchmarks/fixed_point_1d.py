@@ -20,6 +20,10 @@ mid-way: half as long there, 1.5 times as long at both ends), one run per (K, wa
 cancels the O(h) term of the discretisation bias if the bias has one (Richardson extrapolation;
 the 2K-step rollout uses the K-step control interpolated in t). Costs 3x the K-step target.
 
+``--exact-first-step``: after the last iteration, also the W1 of the fixed point with its
+first step's ``dv`` (the one for ``[0, t_1]``) replaced by the exact ``dv*``: what a model
+trained without the singular first step (``steps: {start: 1}``) would sample at best.
+
 ``--profile``: after the last iteration, the fixed point's velocity change ``dv`` against the exact
 ``dv*`` at the first steps and a few later ones (means over the exact tilted marginal at ``t_k``:
 ``X_t = t X_1 + (1 - t) X_0``, ``X_1`` from the target); what a trained model's
@@ -108,6 +112,7 @@ def run(
     damping: float,
     richardson: bool,
     profile: bool = False,
+    exact_first_step: bool = False,
 ) -> None:
     if richardson and warp:
         raise SystemExit("--richardson is implemented for the uniform grid only")
@@ -140,6 +145,9 @@ def run(
         velocity = tabulated_velocity(gt, times, dv)
         w1 = w1_to_target_1d(gt, velocity)
         print(f"  {it + 1:9d}   {w1[0]:.4f}   {w1[1]:.4f}", flush=True)
+    if exact_first_step:
+        w1 = w1_to_target_1d(gt, tabulated_velocity(gt, times, [dv_star[0], *dv[1:]]))
+        print(f"  first step's dv := dv*   {w1[0]:.4f}   {w1[1]:.4f}")
     if profile:
         print_profile(gt, times, dv, dv_star)
 
@@ -157,11 +165,25 @@ def main() -> None:
     ap.add_argument(
         "--profile", action="store_true", help="print the fixed point's dv against dv* per step"
     )
+    ap.add_argument(
+        "--exact-first-step",
+        action="store_true",
+        help="also sample the fixed point with the exact dv* on the first step",
+    )
     args = ap.parse_args()
     torch.set_num_threads(2)
     for k in args.steps:
         for warp in args.warp:
-            run(k, warp, args.paths, args.iterations, args.damping, args.richardson, args.profile)
+            run(
+                k,
+                warp,
+                args.paths,
+                args.iterations,
+                args.damping,
+                args.richardson,
+                args.profile,
+                args.exact_first_step,
+            )
 
 
 if __name__ == "__main__":
