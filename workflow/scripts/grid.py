@@ -255,7 +255,8 @@ def validate_grid(config: dict) -> None:
 
 def estimated_cost(cfg: dict) -> float:
     """A run's training cost up to a constant: iterations x batch x rollout steps x width^2 (the
-    network's share per row). Only used to order the jobs, so the constant does not matter."""
+    network's share per row; at least 64^2, below which a call's fixed overhead dominates). Only
+    used to order the jobs, so the constant does not matter."""
     run = parse_run_config(cfg)
     steps = getattr(run.method_config, "num_steps", 40)
     return run.train.iterations * run.train.batch_size * steps * max(run.model.hidden, 64) ** 2
