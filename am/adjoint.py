@@ -112,15 +112,17 @@ def _backward(
             f"got {tuple(corrections.shape)}"
         )
     adjoints[K] = a = terminal
+    sv = schedule(times[K])
     for k in range(K - 1, first_step - 1, -1):
         if make_delta is not None:  # v_base(X_{k+1}) is the previous VJP's (none at X_K)
             corrections[k + 1] = make_delta(k + 1, base_v[k + 1] if k + 1 < K else None)
         if corrections is not None:
             a = a - corrections[k + 1]
+        sv, sv_next = schedule(times[k]), sv  # each time's record computed once
         step = _Step(
             k=k,
-            sv=schedule(times[k]),
-            sv_next=schedule(times[k + 1]),
+            sv=sv,
+            sv_next=sv_next,
             t=times[k].expand(states.shape[1]),
             sigma=trajectory.sigmas[k],
             h=times[k + 1] - times[k],

@@ -252,8 +252,9 @@ def simulate(
         states[0] = x0
         velocities = x0.new_empty((K, *x0.shape)) if keep_velocities else None
     x = x0
+    sv_next = schedule(times[0])
     for k in range(K):
-        sv, sv_next = schedule(times[k]), schedule(times[k + 1])
+        sv, sv_next = sv_next, schedule(times[k + 1])  # each time's record computed once
         v = velocity(x, times[k].expand(batch))
         noise = torch.randn(x.shape, generator=generator, dtype=x.dtype, device=x.device)
         x = stepper.step(x, v, sv=sv, sv_next=sv_next, sigma=sigmas[k], noise=noise)
