@@ -2,7 +2,7 @@
 
 Why. The Adjoint Matching target ``-sigma_k a_{k+1}`` is an unbiased but noisy estimate of the
 control: ``a_{k+1}`` depends on every later noise ``eps_k .. eps_{K-1}``. With multimodal data
-it is heavy-tailed (README, "Findings"), and the regression needs many paths per step.
+it is heavy-tailed (docs/findings.md), and the regression needs many paths per step.
 
 What. Let ``g_j(x) ~ E[a_j | X_j = x]`` be any estimate of the adjoint's conditional mean
 (:func:`adjoint_estimate` builds one from the fine-tuned model: ``g_j = -u_theta(x, t_j) / sigma_j``,

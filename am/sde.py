@@ -194,8 +194,8 @@ def warped_grid(
     the steps mid-way (``1 - warp`` times as long there, ``1 + warp`` at both ends), ``warp < 0``
     at the ends; ``warp = 0`` is :func:`uniform_grid` exactly. ``|warp| < 1`` keeps the grid
     strictly increasing. Why mid-way: the Euler-Maruyama regression target's bias in 1-D is made
-    in the middle of the path, where the modes separate, more than at the singular ends (README,
-    "Findings": ``benchmarks/fixed_point_1d.py --warp 0 0.5``).
+    in the middle of the path, where the modes separate, more than at the singular ends
+    (docs/findings.md: ``benchmarks/fixed_point_1d.py --warp 0 0.5``).
     """
     times = uniform_grid(num_steps, dtype=dtype, device=device)
     if isinstance(warp, bool) or not isinstance(warp, (int, float)) or not -1 < warp < 1:

@@ -1,4 +1,4 @@
-"""Training-setting ablations on the exact problems (README, "Findings").
+"""Training-setting ablations on the exact problems (docs/findings.md).
 
 Run: ``python benchmarks/ablation.py [--problem gmm1d_linear] [--jobs 2] [--only NAME ...]``.
 Each variant is a full ``amcli`` run (fine-tune, then evaluate against exact target samples,

@@ -1,4 +1,4 @@
-"""How much of the 1-D error is the network's, per time weighting (README, "Findings").
+"""How much of the 1-D error is the network's, per time weighting (docs/findings.md).
 
 Run: ``python benchmarks/capacity_1d.py [--weightings uniform adjoint drift] [--noise 0 3]
 [--time-features 4 16] [--iterations 1000] [--lr 1e-3]``.

@@ -1,4 +1,4 @@
-"""What a per-term clip of the Adjoint Matching loss costs at the optimum (README, "Findings").
+"""What a per-term clip of the Adjoint Matching loss costs at the optimum (docs/findings.md).
 
 Run: ``python benchmarks/clip_bias_1d.py [--steps 80] [--warp 0.5] [--paths 100000]``.
 

@@ -1,5 +1,5 @@
-"""A measured negative result: an exponential-integrator step for the memoryless SDE (README,
-"Findings"). Not part of the library.
+"""A measured negative result: an exponential-integrator step for the memoryless SDE
+(docs/findings.md). Not part of the library.
 
 Run: ``python benchmarks/exponential_step_1d.py [--paths 200000] [--steps 40]``.
 

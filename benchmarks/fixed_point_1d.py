@@ -1,4 +1,4 @@
-"""The K-step regression's own fixed point in 1-D, without a network (README, "Findings").
+"""The K-step regression's own fixed point in 1-D, without a network (docs/findings.md).
 
 Run: ``python benchmarks/fixed_point_1d.py [--steps 40 80] [--warp 0 0.5] [--paths 200000]
 [--iterations 8] [--richardson] [--profile]``.

@@ -1,4 +1,4 @@
-"""Replay a diverged 1-D run from its last checkpoint and show what blew up (README, "Findings").
+"""Replay a diverged 1-D run from its last checkpoint and show what blew up (docs/findings.md).
 
 Run: ``python benchmarks/runaway_1d.py RUN_DIR [--until N] [--path-at N]`` on a run whose
 ``status.json`` says it diverged (e.g. the ablation row "..., seed 1" of

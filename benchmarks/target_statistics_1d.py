@@ -1,4 +1,4 @@
-"""Statistics of the Adjoint Matching regression target on the exact 1-D problem (README, "Findings").
+"""Statistics of the Adjoint Matching regression target on the exact 1-D problem (docs/findings.md).
 
 Run: ``python benchmarks/target_statistics_1d.py [--paths 100000]``. Simulates the *optimal*
 process (the exact tilted velocity ``v*``) with K = 40 memoryless Euler-Maruyama steps, runs the

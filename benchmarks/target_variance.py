@@ -20,7 +20,7 @@ control ``u*_k = c_k (v* - v_base)(X_k)``:
   coefficient must agree with the plain one within the standard errors (the correction has mean
   zero), the paths drop.
 
-What it shows (README, "Findings"): with multimodal bases the target is heavy-tailed in the
+What it shows (docs/findings.md): with multimodal bases the target is heavy-tailed in the
 window where the modes separate; the noise there is orders of magnitude above the signal, grows
 with dimension and mode separation, and shrinks with K.
 """
