@@ -1,7 +1,7 @@
 """The K-step regression's own fixed point in 1-D, without a network (docs/findings.md).
 
 Run: ``python benchmarks/fixed_point_1d.py [--steps 40 80] [--warp 0 0.5] [--paths 200000]
-[--iterations 8] [--richardson] [--profile]``.
+[--iterations 8] [--richardson] [--profile] [--skew A] [--eta-shift THETA] [--threads 2]``.
 
 Adjoint Matching is a fixed-point iteration: simulate the current control with K memoryless
 Euler-Maruyama steps, run the lean adjoint, regress. Here the regressor is exact up to binning:
@@ -19,6 +19,13 @@ mid-way: half as long there, 1.5 times as long at both ends), one run per (K, wa
 ``2 T_(2K) - T_K``, the conditional means of a 2K-step and a K-step rollout's targets, which
 cancels the O(h) term of the discretisation bias if the bias has one (Richardson extrapolation;
 the 2K-step rollout uses the K-step control interpolated in t). Costs 3x the K-step target.
+
+``--skew A`` (a lead, not in the library): the warped grid's times ``s`` mapped to
+``s (1 - A (1 - s))``: steps ``1 - A`` times as long at t = 0, ``1 + A`` times at t = 1.
+
+``--eta-shift THETA`` (a lead, not in the library): the target at steps ``k >= 1`` in velocity
+units is ``-eta(t_k + THETA h_k) a_(k+1)`` instead of Euler-Maruyama's ``-eta(t_k) a_(k+1)``
+(``THETA = 1/2``: the step's control cost taken at its midpoint instead of its left end).
 
 ``--exact-first-step``: after the last iteration, also the W1 of the fixed point with its
 first step's ``dv`` (the one for ``[0, t_1]``) replaced by the exact ``dv*``: what a model
@@ -113,12 +120,16 @@ def run(
     richardson: bool,
     profile: bool = False,
     exact_first_step: bool = False,
+    skew: float = 0.0,
+    eta_shift: float = 0.0,
 ) -> None:
-    if richardson and warp:
+    if richardson and (warp or skew):
         raise SystemExit("--richardson is implemented for the uniform grid only")
     torch.set_default_dtype(torch.float64)
     gt = make_problem("gmm1d_linear", FlowMatchingSchedule(), 1.0)
     times = warped_grid(num_steps, warp)
+    if skew:
+        times = times * (1 - skew * (1 - times))
     g = torch.Generator().manual_seed(0)
     grid_x = torch.from_numpy(GRID)[:, None]
     dv = [
@@ -131,7 +142,9 @@ def run(
     dv_star = [d.copy() for d in dv]
     velocity = gt.target_velocity
     kind = ", Richardson 2 T_2K - T_K" if richardson else ""
+    kind += f", eta at t_k + {eta_shift} h_k" if eta_shift else ""
     grid = f"grid warp {warp}" if warp else "uniform grid"
+    grid += f", skew {skew}" if skew else ""
     print(f"\nK = {num_steps}, {grid}{kind}, {paths} paths per iteration, damping {damping}")
     print("  iteration   W1 ODE   W1 memoryless SDE")
     for it in range(iterations):
@@ -140,6 +153,10 @@ def run(
             fine = uniform_grid(2 * num_steps)
             new_f = conditional_targets(gt, fine, 2, num_steps, paths, g, velocity)
             new = [2 * f - c for f, c in zip(new_f, new, strict=True)]
+        if eta_shift:  # step 0's coefficient is the schedule's offset one: left as it is
+            eta = gt.schedule(times).eta
+            shifted = gt.schedule(times[:-1] + eta_shift * (times[1:] - times[:-1])).eta
+            new = [new[0]] + [new[k] * float(shifted[k] / eta[k]) for k in range(1, num_steps)]
         for k in range(num_steps):
             dv[k] = (1 - damping) * dv[k] + damping * new[k]
         velocity = tabulated_velocity(gt, times, dv)
@@ -170,8 +187,11 @@ def main() -> None:
         action="store_true",
         help="also sample the fixed point with the exact dv* on the first step",
     )
+    ap.add_argument("--skew", type=float, default=0.0, help="grid skew A (see above)")
+    ap.add_argument("--eta-shift", type=float, default=0.0, help="target's eta at t_k + THETA h_k")
+    ap.add_argument("--threads", type=int, default=2)
     args = ap.parse_args()
-    torch.set_num_threads(2)
+    torch.set_num_threads(args.threads)
     for k in args.steps:
         for warp in args.warp:
             run(
@@ -183,6 +203,8 @@ def main() -> None:
                 args.richardson,
                 args.profile,
                 args.exact_first_step,
+                args.skew,
+                args.eta_shift,
             )
 
 
