@@ -1,7 +1,9 @@
 """Cost of one Adjoint Matching iteration against sampling and against its pass-count floor.
 
 Run: ``python benchmarks/bench_adjoint_matching.py`` (``--help`` for sizes). Prints, measured
-side by side in one process:
+side by side in one process (each figure timed once in each of ``--rounds`` rounds, all of them
+in turn within a round; a ratio is taken within each round, then its median and range over the
+rounds are printed, so that the machine's drift in speed cancels):
 
 1. time of one AM iteration / time of sampling the same batch with the same number of steps,
    next to the *floor*: the summed cost of the passes the algorithm cannot avoid, each timed in
@@ -63,17 +65,28 @@ def build(dim: int, hidden: int, K: int, subset: StepSubset):
     return base, model, reward, problem, method
 
 
-def timeit(fn, repeats: int) -> float:
-    fn()  # warm-up
-    out = []
-    for _ in range(repeats):
-        t0 = time.perf_counter()
+def interleaved(fns: dict, rounds: int) -> dict[str, list[float]]:
+    """Seconds of each ``fns[name]()``, timed once per round, all of them in turn in every round
+    (after one warm-up call each): a drift of the machine's speed hits every measurement of a
+    round alike, so ratios are taken within a round and their median over the rounds reported."""
+    for fn in fns.values():
         fn()
-        out.append(time.perf_counter() - t0)
-    return statistics.median(out)
+    out: dict[str, list[float]] = {name: [] for name in fns}
+    for _ in range(rounds):
+        for name, fn in fns.items():
+            t0 = time.perf_counter()
+            fn()
+            out[name].append(time.perf_counter() - t0)
+    return out
 
 
-def time_ratios(dim, hidden, batch, K, repeats) -> dict:
+def paired(f, s: dict[str, list[float]]) -> tuple[float, float, float]:
+    """``f`` of one round's timings (a dict of floats), over the rounds: (median, min, max)."""
+    vals = [f({k: v[r] for k, v in s.items()}) for r in range(len(next(iter(s.values()))))]
+    return statistics.median(vals), min(vals), max(vals)
+
+
+def time_ratios(dim, hidden, batch, K, rounds) -> dict:
     subset = StepSubset("paper", num_random=K // 4, num_last=K // 4)
     base, model, reward, problem, method = build(dim, hidden, K, subset)
     M = subset.select(K, torch.Generator().manual_seed(0)).numel()
@@ -100,17 +113,20 @@ def time_ratios(dim, hidden, batch, K, repeats) -> dict:
             generator=torch.Generator().manual_seed(1),
         )
 
-    def ft_forward():
+    def rollout_forwards():  # K forwards of the fine-tuned model, no graph
         with torch.no_grad():
-            model(x, t)
+            for _ in range(K):
+                model(x, t)
 
-    def base_vjp():
-        xg = x.clone().requires_grad_(True)
-        torch.autograd.grad(base(xg, t), xg, grad_outputs=torch.ones_like(xg))
+    def adjoint_vjps():  # K base forward+VJP pairs
+        for _ in range(K):
+            xg = x.clone().requires_grad_(True)
+            torch.autograd.grad(base(xg, t), xg, grad_outputs=torch.ones_like(xg))
 
-    def both_forwards():  # v_theta and v_base at B states: the control variate's pass
+    def cv_forwards():  # v_theta and v_base at B states, K times: the control variate's pass
         with torch.no_grad():
-            model(x, t) - base(x, t)
+            for _ in range(K):
+                model(x, t) - base(x, t)
 
     def regression():
         model(xm, tm).square().sum().backward()
@@ -120,22 +136,6 @@ def time_ratios(dim, hidden, batch, K, repeats) -> dict:
         xg = x.clone().requires_grad_(True)
         torch.autograd.grad(reward(xg).sum(), xg)
 
-    t_iter = timeit(iteration, repeats)
-    t_sample = timeit(sampling, repeats)
-    floor = (
-        K * timeit(ft_forward, 5 * repeats)
-        + K * timeit(base_vjp, 5 * repeats)
-        + timeit(regression, repeats)
-        + timeit(reward_grad, repeats)
-    )
-    # the plain and the control-variate iterations alternate, so that drift of the machine's
-    # speed affects both alike
-    plain, cv = [], []
-    for _ in range(repeats):
-        plain.append(timeit(iteration, 1))
-        cv.append(timeit(lambda: iteration(cv_method), 1))
-    t_plain, t_cv = statistics.median(plain), statistics.median(cv)
-    cv_floor = K * timeit(both_forwards, 5 * repeats)
     # the increments alone, on one trajectory: g at both points vs the reusing form
     traj = simulate(
         model,
@@ -160,22 +160,46 @@ def time_ratios(dim, hidden, batch, K, repeats) -> dict:
         for j in range(K, 0, -1):
             make(j, base_v[j] if j < K else None)
 
-    t_eager, t_reusing = timeit(eager, repeats), timeit(reusing, repeats)
+    s = interleaved(
+        {
+            "iteration": iteration,
+            "cv_iteration": lambda: iteration(cv_method),
+            "sampling": sampling,
+            "rollout_forwards": rollout_forwards,
+            "adjoint_vjps": adjoint_vjps,
+            "regression": regression,
+            "reward_grad": reward_grad,
+            "cv_forwards": cv_forwards,
+            "eager": eager,
+            "reusing": reusing,
+        },
+        rounds,
+    )
+
+    def floor(r):
+        return r["rollout_forwards"] + r["adjoint_vjps"] + r["regression"] + r["reward_grad"]
+
+    med = {k: statistics.median(v) for k, v in s.items()}
     return {
         "K": K,
         "M": M,
-        "cv_iteration_s": t_cv,
-        "cv_over_plain": t_cv / t_plain,
-        "cv_extra_over_floor": (t_cv - t_plain) / cv_floor,
-        "cv_floor_s": cv_floor,
-        "corrections_both_s": t_eager,
-        "corrections_reusing_s": t_reusing,
-        "iteration_s": t_iter,
-        "sampling_s": t_sample,
-        "floor_s": floor,
-        "iteration_over_sampling": t_iter / t_sample,
-        "floor_over_sampling": floor / t_sample,
-        "iteration_over_floor": t_iter / floor,
+        "rounds": rounds,
+        "sampling_s": med["sampling"],
+        "floor_s": statistics.median(
+            [floor({k: v[r] for k, v in s.items()}) for r in range(rounds)]
+        ),
+        "iteration_s": med["iteration"],
+        "iteration_over_sampling": paired(lambda r: r["iteration"] / r["sampling"], s),
+        "floor_over_sampling": paired(lambda r: floor(r) / r["sampling"], s),
+        "iteration_over_floor": paired(lambda r: r["iteration"] / floor(r), s),
+        "cv_over_plain": paired(lambda r: r["cv_iteration"] / r["iteration"], s),
+        "cv_extra_over_floor": paired(
+            lambda r: (r["cv_iteration"] - r["iteration"]) / r["cv_forwards"], s
+        ),
+        "cv_floor_s": med["cv_forwards"],
+        "corrections_both_s": med["eager"],
+        "corrections_reusing_s": med["reusing"],
+        "corrections_both_over_reusing": paired(lambda r: r["eager"] / r["reusing"], s),
     }
 
 
@@ -221,7 +245,7 @@ def main() -> None:
     ap.add_argument("--batch", type=int, default=256)
     ap.add_argument("--steps", type=int, default=40)
     ap.add_argument("--memory-steps", type=int, nargs="+", default=[10, 40, 100, 200])
-    ap.add_argument("--repeats", type=int, default=5)
+    ap.add_argument("--rounds", type=int, default=15, help="interleaved timing rounds")
     ap.add_argument("--child", type=int, default=None, help=argparse.SUPPRESS)
     args = ap.parse_args()
     torch.set_num_threads(1)
@@ -230,27 +254,34 @@ def main() -> None:
         return
 
     print(f"MLP velocity d={args.dim}, hidden={args.hidden}, batch={args.batch}, 1 thread, CPU")
-    r = time_ratios(args.dim, args.hidden, args.batch, args.steps, args.repeats)
-    print(f"\n[time] K={r['K']} steps, loss on M={r['M']} of them")
+    r = time_ratios(args.dim, args.hidden, args.batch, args.steps, args.rounds)
+    print(
+        f"\n[time] K={r['K']} steps, loss on M={r['M']} of them; every figure timed in each of "
+        f"{r['rounds']} interleaved rounds,\n       ratios per round: median (min-max over rounds)"
+    )
+
+    def ratio(key: str) -> str:
+        med, lo, hi = r[key]
+        return f"{med:.2f}x ({lo:.2f}-{hi:.2f})"
+
     print(f"  sampling (K steps)       {r['sampling_s'] * 1e3:8.1f} ms   1.00x")
     print(
-        f"  pass-count floor         {r['floor_s'] * 1e3:8.1f} ms   {r['floor_over_sampling']:.2f}x sampling"
+        f"  pass-count floor         {r['floor_s'] * 1e3:8.1f} ms   {ratio('floor_over_sampling')} sampling"
     )
     print(
-        f"  one AM iteration         {r['iteration_s'] * 1e3:8.1f} ms   {r['iteration_over_sampling']:.2f}x sampling"
+        f"  one AM iteration         {r['iteration_s'] * 1e3:8.1f} ms   {ratio('iteration_over_sampling')} sampling"
     )
-    print(f"  iteration / floor        {r['iteration_over_floor']:.2f}x   (target <= 1.25x)")
+    print(f"  iteration / floor        {ratio('iteration_over_floor')}   (target <= 1.25x)")
     print("\n[control variate] the same iteration with control_variate='antithetic'")
-    print(f"  iteration / plain iteration          {r['cv_over_plain']:.2f}x")
+    print(f"  iteration / plain iteration          {ratio('cv_over_plain')}")
     print(
-        f"  extra / its floor                    {r['cv_extra_over_floor']:.2f}x   "
+        f"  extra / its floor                    {ratio('cv_extra_over_floor')}   "
         f"(floor: K forwards of v_theta and v_base at B states, {r['cv_floor_s'] * 1e3:.1f} ms; "
         "g at both points: 2x)"
     )
     print(
         f"  increments alone: g at both points {r['corrections_both_s'] * 1e3:8.1f} ms, reusing "
-        f"{r['corrections_reusing_s'] * 1e3:.1f} ms "
-        f"({r['corrections_both_s'] / r['corrections_reusing_s']:.2f}x)"
+        f"{r['corrections_reusing_s'] * 1e3:.1f} ms ({ratio('corrections_both_over_reusing')})"
     )
 
     print(
