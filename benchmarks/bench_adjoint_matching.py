@@ -38,6 +38,7 @@ import time
 from dataclasses import replace
 
 import torch
+from _timing import interleaved, paired
 
 from am.control_variate import AntitheticCorrections, adjoint_estimate, antithetic_corrections
 from am.diffusion import MemorylessDiffusion
@@ -63,27 +64,6 @@ def build(dim: int, hidden: int, K: int, subset: StepSubset):
     )
     method = AdjointMatching(AdjointMatchingConfig(num_steps=K, steps=subset), problem)
     return base, model, reward, problem, method
-
-
-def interleaved(fns: dict, rounds: int) -> dict[str, list[float]]:
-    """Seconds of each ``fns[name]()``, timed once per round, all of them in turn in every round
-    (after one warm-up call each): a drift of the machine's speed hits every measurement of a
-    round alike, so ratios are taken within a round and their median over the rounds reported."""
-    for fn in fns.values():
-        fn()
-    out: dict[str, list[float]] = {name: [] for name in fns}
-    for _ in range(rounds):
-        for name, fn in fns.items():
-            t0 = time.perf_counter()
-            fn()
-            out[name].append(time.perf_counter() - t0)
-    return out
-
-
-def paired(f, s: dict[str, list[float]]) -> tuple[float, float, float]:
-    """``f`` of one round's timings (a dict of floats), over the rounds: (median, min, max)."""
-    vals = [f({k: v[r] for k, v in s.items()}) for r in range(len(next(iter(s.values()))))]
-    return statistics.median(vals), min(vals), max(vals)
 
 
 def time_ratios(dim, hidden, batch, K, rounds) -> dict:

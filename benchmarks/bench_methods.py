@@ -4,7 +4,9 @@ Run: ``python benchmarks/bench_methods.py`` (``--help`` for sizes). For each ent
 ``baselines.registry.METHODS`` with its default config (so each uses its own number of steps,
 printed), times one iteration (loss + backward) on the same MLP velocity model, batch and
 quadratic reward, and divides by the time of sampling the same batch with the ODE on K = 40
-steps (the reference pass every method's table row is sampled with). Also prints the bytes autograd
+steps (the reference pass every method's table row is sampled with): both timed once in each of
+``--rounds`` interleaved rounds, the ratio taken within a round, its median (and range over the
+rounds) printed (``_timing.py``). Also prints the bytes autograd
 saves for the backward pass during one iteration (``saved_tensors_hooks``; exact, unlike RSS),
 which separates the methods that keep a graph across steps (DRaFT-K for K > 1, the discrete
 adjoint without checkpointing) from those that do not. One thread, fresh process per method.
@@ -17,9 +19,9 @@ import json
 import statistics
 import subprocess
 import sys
-import time
 
 import torch
+from _timing import interleaved, paired
 
 from am.diffusion import ConstantDiffusion
 from am.loss import StepSubset
@@ -62,17 +64,7 @@ def build(key: str, overrides: dict, dim: int, hidden: int):
     return model, problem, make_method(key, cfg, problem)
 
 
-def timeit(fn, repeats: int) -> float:
-    fn()
-    out = []
-    for _ in range(repeats):
-        t0 = time.perf_counter()
-        fn()
-        out.append(time.perf_counter() - t0)
-    return statistics.median(out)
-
-
-def measure(name: str, dim: int, hidden: int, batch: int, repeats: int) -> dict:
+def measure(name: str, dim: int, hidden: int, batch: int, rounds: int) -> dict:
     """Time and peak-RSS growth of one iteration of ``name`` (run in a fresh process)."""
     torch.set_num_threads(1)
     key, overrides = rows()[name]
@@ -94,8 +86,8 @@ def measure(name: str, dim: int, hidden: int, batch: int, repeats: int) -> dict:
             generator=torch.Generator().manual_seed(2),
         )
 
-    t_sample = timeit(sampling, repeats)
-    t_iter = timeit(iteration, repeats)
+    s = interleaved({"sampling": sampling, "iteration": iteration}, rounds)
+    ratio, lo, hi = paired(lambda r: r["iteration"] / r["sampling"], s)
     saved = [0]
 
     def pack(t):  # every tensor autograd keeps for the backward pass, counted once
@@ -109,9 +101,10 @@ def measure(name: str, dim: int, hidden: int, batch: int, repeats: int) -> dict:
     return {
         "method": name,
         "steps": method.config.num_steps,
-        "iteration_ms": 1e3 * t_iter,
-        "sampling_ms": 1e3 * t_sample,
-        "ratio": t_iter / t_sample,
+        "iteration_ms": 1e3 * statistics.median(s["iteration"]),
+        "sampling_ms": 1e3 * statistics.median(s["sampling"]),
+        "ratio": ratio,
+        "ratio_range": [lo, hi],
         "saved_mib": saved[0] / 2**20,
     }
 
@@ -121,25 +114,26 @@ def main() -> None:
     ap.add_argument("--dim", type=int, default=64)
     ap.add_argument("--hidden", type=int, default=256)
     ap.add_argument("--batch", type=int, default=256)
-    ap.add_argument("--repeats", type=int, default=5)
+    ap.add_argument("--rounds", type=int, default=9, help="interleaved timing rounds")
     ap.add_argument("--one", default=None, help=argparse.SUPPRESS)  # child-process mode
     args = ap.parse_args()
     if args.one is not None:
-        print(json.dumps(measure(args.one, args.dim, args.hidden, args.batch, args.repeats)))
+        print(json.dumps(measure(args.one, args.dim, args.hidden, args.batch, args.rounds)))
         return
     print(
         f"MLP velocity d={args.dim}, hidden={args.hidden}, batch={args.batch}, 1 thread, CPU; "
         f"reference: ODE sampling, 40 steps, same batch\n"
     )
-    print("| method | steps K | one iteration (ms) | / sampling pass | graph kept (MiB) |")
+    print("| method | steps K | one iteration (ms) | / sampling pass (range) | graph kept (MiB) |")
     print("| --- | --- | --- | --- | --- |")
     for name in rows():
         cmd = [sys.executable, __file__, "--one", name, "--dim", str(args.dim)]
         cmd += ["--hidden", str(args.hidden), "--batch", str(args.batch)]
-        cmd += ["--repeats", str(args.repeats)]
+        cmd += ["--rounds", str(args.rounds)]
         r = json.loads(subprocess.run(cmd, check=True, capture_output=True, text=True).stdout)
         print(
-            f"| {r['method']} | {r['steps']} | {r['iteration_ms']:.1f} | {r['ratio']:.2f}x | "
+            f"| {r['method']} | {r['steps']} | {r['iteration_ms']:.1f} | {r['ratio']:.2f}x "
+            f"({r['ratio_range'][0]:.2f}-{r['ratio_range'][1]:.2f}) | "
             f"{r['saved_mib']:.1f} |"
         )
 
