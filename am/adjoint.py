@@ -21,8 +21,8 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor
 
-from am.schedules import Schedule, ScheduleValues
-from am.sde import Stepper, Trajectory, Velocity, control_coefficient
+from am.schedules import Schedule
+from am.sde import StepCoefficients, Stepper, Trajectory, Velocity, control_coefficient
 
 __all__ = ["AdjointResult", "terminal_adjoint", "lean_adjoint", "full_adjoint"]
 
@@ -65,16 +65,13 @@ def terminal_adjoint(reward, x1: Tensor, reward_scale: float) -> tuple[Tensor, T
 
 @dataclass(frozen=True)
 class _Step:
-    """What a step's VJP needs: index ``k``, schedule values at ``t_k, t_{k+1}``, ``t_k``
-    expanded to the batch, the step's diffusion, size and noise."""
+    """What a step's VJP needs: index ``k``, the step's coefficients (the noise term is
+    constant in ``X_k`` and left out of the map), ``t_k`` expanded to the batch, and ``h``."""
 
     k: int
-    sv: ScheduleValues
-    sv_next: ScheduleValues
+    coef: StepCoefficients
     t: Tensor
-    sigma: Tensor
     h: Tensor
-    noise: Tensor
 
 
 # A step's map for the VJP: x -> (X_{k+1}, extra scalar cost or None, base velocity at x).
@@ -90,6 +87,7 @@ def _backward(
     step_map: StepMap,
     trajectory: Trajectory,
     schedule: Schedule,
+    stepper: Stepper,
     terminal: Tensor,
     first_step: int,
     corrections: Corrections | None = None,
@@ -112,21 +110,16 @@ def _backward(
             f"got {tuple(corrections.shape)}"
         )
     adjoints[K] = a = terminal
-    sv = schedule(times[K])
+    # every step's coefficients in one vectorised call (no per-step schedule evaluation)
+    coefs = stepper.coefficients(schedule(times[:-1]), schedule(times[1:]), trajectory.sigmas)
+    coefs = coefs.unbind()
     for k in range(K - 1, first_step - 1, -1):
         if make_delta is not None:  # v_base(X_{k+1}) is the previous VJP's (none at X_K)
             corrections[k + 1] = make_delta(k + 1, base_v[k + 1] if k + 1 < K else None)
         if corrections is not None:
             a = a - corrections[k + 1]
-        sv, sv_next = schedule(times[k]), sv  # each time's record computed once
         step = _Step(
-            k=k,
-            sv=sv,
-            sv_next=sv_next,
-            t=times[k].expand(states.shape[1]),
-            sigma=trajectory.sigmas[k],
-            h=times[k + 1] - times[k],
-            noise=trajectory.noises[k],
+            k=k, coef=coefs[k], t=times[k].expand(states.shape[1]), h=times[k + 1] - times[k]
         )
         with torch.enable_grad():
             x = states[k].detach().requires_grad_(True)
@@ -155,10 +148,9 @@ def lean_adjoint(
 
     def base_step(x: Tensor, s: _Step):
         v = base(x, s.t)
-        out = stepper.step(x, v, sv=s.sv, sv_next=s.sv_next, sigma=s.sigma, noise=s.noise)
-        return out, None, v
+        return s.coef.mean(x, v), None, v
 
-    return _backward(base_step, trajectory, schedule, terminal, first_step, corrections)
+    return _backward(base_step, trajectory, schedule, stepper, terminal, first_step, corrections)
 
 
 def full_adjoint(
@@ -177,10 +169,14 @@ def full_adjoint(
     :func:`am.sde.control_coefficient`). Its regression target gives the continuous-adjoint
     gradient (Eq. 13). Gradients are taken w.r.t. states only, never parameters."""
 
+    times = trajectory.times
+    c_u = control_coefficient(schedule(times[:-1]), trajectory.sigmas)  # [K], u = c (v_ft - v_b)
+
     def controlled_step(x: Tensor, s: _Step):
         v_ft, v_b = model(x, s.t), base(x, s.t)
-        out = stepper.step(x, v_ft, sv=s.sv, sv_next=s.sv_next, sigma=s.sigma, noise=s.noise)
-        u = control_coefficient(s.sv, s.sigma) * (v_ft - v_b)
-        return out, 0.5 * s.h * (u**2).sum(), v_b
+        u = c_u[s.k] * (v_ft - v_b)
+        return s.coef.mean(x, v_ft), 0.5 * s.h * (u**2).sum(), v_b
 
-    return _backward(controlled_step, trajectory, schedule, terminal, first_step, corrections)
+    return _backward(
+        controlled_step, trajectory, schedule, stepper, terminal, first_step, corrections
+    )

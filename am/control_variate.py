@@ -67,13 +67,14 @@ def adjoint_estimate(
     :class:`am.models.ResidualVelocity`) is asked for it directly, sparing a base forward."""
     times, K = trajectory.times, trajectory.num_steps
     difference = _difference(model, base)
+    coef = _estimate_coefficients(schedule, trajectory)
 
     @torch.no_grad()
     def g(x: Tensor, j: int) -> Tensor:
         if j == K:
             return terminal_adjoint(reward, x, reward_scale)[0]
         t = times[j].expand(x.shape[0])
-        return -_estimate_coefficient(schedule, trajectory, j) * difference(x, t)
+        return -coef[j] * difference(x, t)
 
     return g
 
@@ -86,19 +87,23 @@ def _difference(model: Velocity, base: Velocity) -> Velocity:
     return lambda x, t: model(x, t) - base(x, t)
 
 
-def _estimate_coefficient(schedule: Schedule, trajectory: Trajectory, j: int) -> Tensor:
-    """``c_j / sigma_j``: ``g_j = -(c_j / sigma_j) (v_theta - v_base)`` (``u = c (v_theta - v_base)``)."""
-    sigma = trajectory.sigmas[j]
-    return control_coefficient(schedule(trajectory.times[j]), sigma) / sigma
+def _estimate_coefficients(schedule: Schedule, trajectory: Trajectory) -> Tensor:
+    """``[K]``: ``c_j / sigma_j`` with ``g_j = -(c_j / sigma_j) (v_theta - v_base)``
+    (``u = c (v_theta - v_base)``), for every step in one vectorised call."""
+    sigmas = trajectory.sigmas
+    return control_coefficient(schedule(trajectory.times[:-1]), sigmas) / sigmas
 
 
-def _mirrored(trajectory: Trajectory, j: int, schedule: Schedule, stepper: Stepper):
-    """``X_j - 2 s_(j-1) eps_(j-1)`` (the step into ``X_j`` with its noise negated), or ``None``
-    for a deterministic step (nothing to correct)."""
+def _noise_scales(trajectory: Trajectory, schedule: Schedule, stepper: Stepper) -> Tensor:
+    """``[K]``: each step's noise scale ``s_k``, in one vectorised call."""
     times = trajectory.times
-    scale = stepper.noise_scale(
-        schedule(times[j - 1]), schedule(times[j]), trajectory.sigmas[j - 1]
-    )
+    return stepper.noise_scale(schedule(times[:-1]), schedule(times[1:]), trajectory.sigmas)
+
+
+def _mirrored(trajectory: Trajectory, j: int, scales: Tensor):
+    """``X_j - 2 s_(j-1) eps_(j-1)`` (the step into ``X_j`` with its noise negated), or ``None``
+    for a deterministic step (nothing to correct); ``scales``: :func:`_noise_scales`."""
+    scale = scales[j - 1]
     if not torch.any(scale != 0):
         return None
     return trajectory.states[j] - 2 * scale * trajectory.noises[j - 1]
@@ -118,8 +123,9 @@ def antithetic_corrections(
     states, K = trajectory.states, trajectory.num_steps
     out = torch.zeros_like(states)
     B = states.shape[1]
+    scales = _noise_scales(trajectory, schedule, stepper)
     for k in range(first_step, K):
-        mirrored = _mirrored(trajectory, k + 1, schedule, stepper)
+        mirrored = _mirrored(trajectory, k + 1, scales)
         if mirrored is None:
             continue  # a deterministic step carries no noise to remove
         both = estimate(torch.cat([states[k + 1], mirrored]), k + 1)
@@ -164,8 +170,9 @@ class AntitheticCorrections:
             trajectory=trajectory,
         )
         self.difference = _difference(model, base)
-        self.schedule, self.stepper, self.trajectory = schedule, stepper, trajectory
-        self.first_step = first_step
+        self.trajectory, self.first_step = trajectory, first_step
+        self.scales = _noise_scales(trajectory, schedule, stepper)  # [K]
+        self.coefficients = _estimate_coefficients(schedule, trajectory)  # [K]
         self._mirrored_g: dict[int, Tensor] | None = None
 
     @torch.no_grad()
@@ -174,7 +181,7 @@ class AntitheticCorrections:
         traj = self.trajectory
         steps, points = [], []
         for j in range(self.first_step + 1, traj.num_steps):
-            mirrored = _mirrored(traj, j, self.schedule, self.stepper)
+            mirrored = _mirrored(traj, j, self.scales)
             if mirrored is not None:
                 steps.append(j)
                 points.append(mirrored)
@@ -183,10 +190,7 @@ class AntitheticCorrections:
         B = points[0].shape[0]
         t = traj.times[torch.tensor(steps, device=traj.times.device)].repeat_interleave(B)
         dv = self.difference(torch.cat(points), t).split(B)
-        return {
-            j: -_estimate_coefficient(self.schedule, traj, j) * d
-            for j, d in zip(steps, dv, strict=True)
-        }
+        return {j: -self.coefficients[j] * d for j, d in zip(steps, dv, strict=True)}
 
     @torch.no_grad()
     def __call__(self, j: int, base_velocity: Tensor | None) -> Tensor:
@@ -204,10 +208,9 @@ class AntitheticCorrections:
                 self._mirrored_g = self._mirrored_estimates()
             if j not in self._mirrored_g:  # a deterministic step carries no noise to remove
                 return torch.zeros_like(x)
-            coef = _estimate_coefficient(self.schedule, traj, j)
-            own = -coef * (traj.velocities[j] - base_velocity)
+            own = -self.coefficients[j] * (traj.velocities[j] - base_velocity)
             return 0.5 * (own - self._mirrored_g[j])
-        mirrored = _mirrored(traj, j, self.schedule, self.stepper)
+        mirrored = _mirrored(traj, j, self.scales)
         if mirrored is None:
             return torch.zeros_like(x)
         B = x.shape[0]

@@ -29,7 +29,7 @@ from _optimal import optimal_rollout
 from am.metrics import wasserstein_1d
 from am.problems.benchmarks import make_problem
 from am.schedules import FlowMatchingSchedule
-from am.sde import EulerMaruyama, Stepper, control_coefficient, uniform_grid
+from am.sde import EulerMaruyama, StepCoefficients, Stepper, control_coefficient, uniform_grid
 
 
 class ExponentialStep(Stepper):
@@ -39,13 +39,13 @@ class ExponentialStep(Stepper):
     name = "exponential"
     target_adjoint_offset = 1
 
-    def noise_scale(self, sv, sv_next, sigma):
+    def coefficients(self, sv, sv_next, sigma):
         t, t2 = sv.t, sv_next.t
-        return torch.sqrt((t2**2 - t**2) - 2 * (t2**3 - t**3) / 3) / t2
-
-    def step(self, x, v, *, sv, sv_next, sigma, noise):
-        t, t2 = sv.t, sv_next.t
-        return (t / t2) * x + (t2**2 - t**2) / t2 * v + self.noise_scale(sv, sv_next, sigma) * noise
+        return StepCoefficients(
+            x=t / t2,
+            v=(t2**2 - t**2) / t2,
+            noise=torch.sqrt((t2**2 - t**2) - 2 * (t2**3 - t**3) / 3) / t2,
+        )
 
 
 def velocity_target(stepper: Stepper, sched, times, k: int, sigma, adjoint_next):
