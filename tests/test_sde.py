@@ -203,3 +203,35 @@ def test_simulate_keeps_the_velocities_it_evaluated_on_request():
         torch.testing.assert_close(traj.velocities[k], -traj.states[k] * traj.times[k])
     with pytest.raises(ValueError, match="keep_velocities needs keep_trajectory"):
         simulate(velocity, x0, keep_velocities=True, keep_trajectory=False, **kw)
+
+
+@pytest.mark.parametrize("schedule", [FlowMatchingSchedule(), LinearVPSchedule(), CosineSchedule()])
+def test_step_coefficients_are_the_written_out_steps(schedule):
+    """The affine coefficients reproduce the steps as written in the papers (float64): EM as
+    ``x + h b + sigma sqrt(h) eps`` with ``b`` from Eq. 8 (:func:`drift`), the DDPM step as
+    ``alpha' y + Phi (x - alpha y) + sqrt(beta'^2 - Phi^2 beta^2) eps``; and the whole grid's
+    coefficients from one vectorised call equal the per-step ones."""
+    g = torch.Generator().manual_seed(0)
+    times = warped_grid(12, 0.3, dtype=torch.float64)
+    sigmas = MemorylessDiffusion(schedule).on_grid(times).to(torch.float64)
+    em, ddpm = EulerMaruyama(), DDPMStep()
+    grid_em = em.coefficients(schedule(times[:-1]), schedule(times[1:]), sigmas).unbind()
+    for k in range(12):
+        sv, sv_next, h = schedule(times[k]), schedule(times[k + 1]), times[k + 1] - times[k]
+        x, v, eps = (torch.randn(5, 3, generator=g, dtype=torch.float64) for _ in range(3))
+        for sigma in (sigmas[k], torch.tensor(0.0, dtype=torch.float64)):
+            written = x + h * drift(sv, x, v, sigma) + sigma * torch.sqrt(h) * eps
+            got = em.step(x, v, sv=sv, sv_next=sv_next, sigma=sigma, noise=eps)
+            torch.testing.assert_close(got, written, rtol=1e-12, atol=1e-12)
+        torch.testing.assert_close(
+            grid_em[k].apply(x, v, eps),
+            em.step(x, v, sv=sv, sv_next=sv_next, sigma=sigmas[k], noise=eps),
+            rtol=1e-12,
+            atol=1e-12,
+        )
+        y = endpoint_from_velocity(sv, x, v)
+        phi = (sv_next.beta / sv.beta) ** 2 * (sv.alpha / sv_next.alpha)
+        scale = torch.sqrt(torch.clamp(sv_next.beta**2 - phi**2 * sv.beta**2, min=0.0))
+        written = sv_next.alpha * y + phi * (x - sv.alpha * y) + scale * eps
+        got = ddpm.step(x, v, sv=sv, sv_next=sv_next, sigma=sigmas[k], noise=eps)
+        torch.testing.assert_close(got, written, rtol=1e-10, atol=1e-10)
