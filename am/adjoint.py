@@ -111,8 +111,7 @@ def _backward(
         )
     adjoints[K] = a = terminal
     # every step's coefficients in one vectorised call (no per-step schedule evaluation)
-    coefs = stepper.coefficients(schedule(times[:-1]), schedule(times[1:]), trajectory.sigmas)
-    coefs = coefs.unbind()
+    coefs = stepper.on_grid(schedule, times, trajectory.sigmas).unbind()
     for k in range(K - 1, first_step - 1, -1):
         if make_delta is not None:  # v_base(X_{k+1}) is the previous VJP's (none at X_K)
             corrections[k + 1] = make_delta(k + 1, base_v[k + 1] if k + 1 < K else None)

@@ -96,8 +96,7 @@ def _estimate_coefficients(schedule: Schedule, trajectory: Trajectory) -> Tensor
 
 def _noise_scales(trajectory: Trajectory, schedule: Schedule, stepper: Stepper) -> Tensor:
     """``[K]``: each step's noise scale ``s_k``, in one vectorised call."""
-    times = trajectory.times
-    return stepper.noise_scale(schedule(times[:-1]), schedule(times[1:]), trajectory.sigmas)
+    return stepper.on_grid(schedule, trajectory.times, trajectory.sigmas).noise
 
 
 def _mirrored(trajectory: Trajectory, j: int, scales: Tensor):

@@ -122,6 +122,10 @@ class Stepper(ABC):
     ) -> StepCoefficients:
         """Coefficients of the steps from ``sv.t`` to ``sv_next.t`` (same shapes as ``sigma``)."""
 
+    def on_grid(self, schedule: Schedule, times: Tensor, sigmas: Tensor) -> StepCoefficients:
+        """Coefficients ``[K]`` of every step of ``times [K+1]`` (``sigmas [K]``), one call."""
+        return self.coefficients(schedule(times[:-1]), schedule(times[1:]), sigmas)
+
     def noise_scale(self, sv: ScheduleValues, sv_next: ScheduleValues, sigma: Tensor) -> Tensor:
         """Standard deviation multiplying the step's standard normal noise."""
         return self.coefficients(sv, sv_next, sigma).noise
@@ -289,7 +293,7 @@ def simulate(
         velocities = x0.new_empty((K, *x0.shape)) if keep_velocities else None
     x = x0
     # every step's coefficients in one vectorised call (no per-step schedule evaluation)
-    coefs = stepper.coefficients(schedule(times[:-1]), schedule(times[1:]), sigmas).unbind()
+    coefs = stepper.on_grid(schedule, times, sigmas).unbind()
     for k, c in enumerate(coefs):
         v = velocity(x, times[k].expand(batch))
         noise = torch.randn(x.shape, generator=generator, dtype=x.dtype, device=x.device)

@@ -215,7 +215,7 @@ def test_step_coefficients_are_the_written_out_steps(schedule):
     times = warped_grid(12, 0.3, dtype=torch.float64)
     sigmas = MemorylessDiffusion(schedule).on_grid(times).to(torch.float64)
     em, ddpm = EulerMaruyama(), DDPMStep()
-    grid_em = em.coefficients(schedule(times[:-1]), schedule(times[1:]), sigmas).unbind()
+    grid_em = em.on_grid(schedule, times, sigmas).unbind()
     for k in range(12):
         sv, sv_next, h = schedule(times[k]), schedule(times[k + 1]), times[k + 1] - times[k]
         x, v, eps = (torch.randn(5, 3, generator=g, dtype=torch.float64) for _ in range(3))
