@@ -1,6 +1,6 @@
 """Adjoint states along a simulated trajectory (discrete, exact for the stepper used).
 
-Lean adjoint (Eq. 15): ``da~/dt = -(grad_x b_base)^T a~``, ``a~(1) = -lambda grad r(X_1)``. Its
+Lean adjoint (the paper's Section 4; docs/maths.md section 5): ``da~/dt = -(grad_x b_base)^T a~``, ``a~(1) = -lambda grad r(X_1)``. Its
 discrete form is the vector-Jacobian product of the *frozen base's* step map, noise held fixed:
 
     a_K = -lambda grad r(X_K),     a_k = J_k^T a_{k+1},   J_k = d step_base(X_k) / d X_k
@@ -9,7 +9,7 @@ One VJP per step; each step builds its own small graph (w.r.t. ``X_k`` only) and
 memory holds the trajectory and the adjoints, never a graph across steps. The base velocity at
 each visited state is returned as well so the loss can reuse it (no second base forward).
 
-Full adjoint (Eq. 11, "basic Adjoint Matching" / continuous adjoint): the VJP of the *controlled*
+Full adjoint (the paper's Eq. 20, "basic Adjoint Matching" / continuous adjoint): the VJP of the *controlled*
 step map (the fine-tuned model's step) plus the running cost ``h |u|^2 / 2``.
 """
 
@@ -166,7 +166,7 @@ def full_adjoint(
     """Full (basic) adjoint: ``a_k = J_k^{ft T} a_{k+1} + h grad_x |u(X_k)|^2 / 2`` where ``J^ft`` is
     the fine-tuned model's step Jacobian and ``u = c (v_ft - v_base)`` (see
     :func:`am.sde.control_coefficient`). Its regression target gives the continuous-adjoint
-    gradient (Eq. 13). Gradients are taken w.r.t. states only, never parameters."""
+    gradient (the paper's Eqs. 21-22). Gradients are taken w.r.t. states only, never parameters."""
 
     times = trajectory.times
     c_u = control_coefficient(schedule(times[:-1]), trajectory.sigmas)  # [K], u = c (v_ft - v_b)

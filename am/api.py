@@ -1,22 +1,100 @@
-"""The small high-level API: wrap a base velocity model and a reward, fine-tune, sample.
+"""The library's front door: fine-tune a velocity model against a reward in one call.
 
-model = am.finetune(base, reward, schedule=schedule, sample_shape=(1,), reward_scale=1.0)
-x = am.sample(model, 10_000, (1,), schedule=schedule, num_steps=100,
-              diffusion=am.make_diffusion("ode", schedule))
+    result = am.finetune(base, reward, schedule=schedule, sample_shape=(2,), reward_scale=1.0)
+    x = am.sample(result.model, 5000, (2,), schedule=schedule, num_steps=100,
+                  diffusion=am.make_diffusion("ode", schedule))
+
+Every default is the setting this project measured to work on its ground-truth problems
+(``docs/library.md``): Adjoint Matching with the antithetic control variate, AdamW at 3e-3 with
+cosine decay, and for a parameter-free base a zero-initialised residual MLP of width 64.
+Any other registered method runs through the same call with ``method=`` a method class (or by
+name with :func:`baselines.finetune`).
 """
 
 from __future__ import annotations
 
+import sys
+import time
+from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 
+import torch
 from torch import nn
 
-from am.methods import AdjointMatching, AdjointMatchingConfig, FineTuningProblem
+from am.methods import AdjointMatching, FineTuningProblem, Method
 from am.models import ResidualVelocity, TimeMLP, finetunable_copy
 from am.schedules import Schedule
 from am.train import TrainConfig, Trainer
 
-__all__ = ["finetune"]
+__all__ = ["FineTuneResult", "finetune", "default_model", "num_threads"]
+
+
+@dataclass(frozen=True)
+class FineTuneResult:
+    """``model``: the fine-tuned velocity (EMA weights if ``train.ema_decay`` is set), an
+    ordinary velocity field to sample with any diffusion, the ODE included; ``history``: the
+    metrics of every iteration this call ran (``loss``, ``reward``, ``grad_norm``, ``lr``,
+    ``seconds``, ...); ``seconds``: wall time of this call's training; ``start_iteration``:
+    where it started (``> 0`` when it resumed a run from ``run_dir``); ``iterations``: where it
+    stopped."""
+
+    model: nn.Module
+    history: list[dict]
+    seconds: float
+    start_iteration: int
+    iterations: int
+
+
+def default_model(base: nn.Module, sample_shape: tuple[int, ...]) -> nn.Module:
+    """The model :func:`finetune` trains when none is given: a trainable copy of ``base`` (the
+    paper initialises ``v_ft = v_base``); for a base without parameters (an exact velocity) and
+    vector samples, ``base + TimeMLP(d, hidden=64, depth=3, time_features=4)`` with a
+    zero-initialised last layer, so that it starts at the base."""
+    if any(True for _ in base.parameters()):
+        return finetunable_copy(base)
+    if len(sample_shape) == 1:
+        return ResidualVelocity(base, TimeMLP(sample_shape[0], zero_init=True))
+    raise ValueError(
+        "the base has no parameters and the samples are not vectors: pass `model=` "
+        "(a network to train, e.g. am.models.ResidualVelocity(base, net))"
+    )
+
+
+@contextmanager
+def num_threads(n: int | None):
+    """Run a block with ``torch.set_num_threads(n)`` and restore the previous count after
+    (``None``: leave it alone). Why: on small problems torch's default of one thread per core
+    loses up to 10x (more beside another busy process) to thread synchronisation
+    (``benchmarks/bench_threads.py``)."""
+    if n is None:
+        yield
+        return
+    if isinstance(n, bool) or not isinstance(n, int) or n < 1:
+        raise ValueError(f"num_threads must be a positive integer or None, got {n!r}")
+    before = torch.get_num_threads()
+    torch.set_num_threads(n)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
+
+
+def _method_config(method: type[Method], config):
+    """``config`` as an instance of ``method.config_class``: ``None`` -> the method's
+    recommended config, a dict -> its fields (unknown keys named), an instance -> itself."""
+    if config is None:
+        return method.recommended_config()
+    if isinstance(config, dict):
+        cls = method.config_class
+        known = set(cls.__dataclass_fields__)
+        unknown = sorted(set(config) - known)
+        if unknown:
+            raise ValueError(
+                f"unknown {method.name} config key(s) {unknown}; valid: {sorted(known)}"
+            )
+        return cls(**{**vars(method.recommended_config()), **config})
+    return config
 
 
 def finetune(
@@ -26,28 +104,35 @@ def finetune(
     schedule: Schedule,
     sample_shape: tuple[int, ...],
     reward_scale: float,
+    method: type[Method] = AdjointMatching,
+    config=None,
     model: nn.Module | None = None,
-    method: AdjointMatchingConfig | None = None,
     train: TrainConfig | None = None,
     run_dir: str | Path | None = None,
+    resume: bool = True,
     progress: bool = True,
-) -> nn.Module:
-    """Fine-tune ``base`` towards ``p_base(x) exp(reward_scale * reward(x))`` with Adjoint Matching.
+    threads: int | None = 1,
+) -> FineTuneResult:
+    """Fine-tune ``base`` towards ``p_base(x) exp(reward_scale * reward(x))``.
 
-    ``base``: velocity model ``(x [B, *sample_shape], t [B]) -> [B, *sample_shape]`` (frozen here);
-    ``model``: the network to train; default a trainable copy of ``base``, or for a base without
-    parameters (an exact velocity) ``base + zero-initialised MLP`` (vector samples only).
-    ``run_dir`` enables checkpoints, resume and a metrics log. Returns the fine-tuned velocity
-    model (EMA weights if ``train.ema_decay`` is set): sample it with any diffusion, ODE included.
+    ``base``: velocity ``(x [B, *sample_shape], t [B]) -> [B, *sample_shape]``, frozen here;
+    ``reward``: ``x [B, *sample_shape] -> [B]``, differentiable; ``schedule``: the base's
+    reference path (``am.FlowMatchingSchedule()`` for a flow-matching model).
+    ``method``: a method class (default :class:`am.methods.AdjointMatching`; the baselines in
+    ``baselines.METHODS``); ``config``: its config (an instance, a dict of fields over the
+    recommended ones, or ``None`` for ``method.recommended_config()``).
+    ``model``: the network to train (default :func:`default_model`); ``train``: optimiser and
+    budget (default ``TrainConfig()``).
+    ``run_dir``: checkpoints, exact resume and a ``metrics.jsonl`` log. A ``run_dir`` that holds
+    a checkpoint of the same configuration is resumed (a message says from which iteration; a
+    finished run returns at once); one of another configuration is refused, naming the keys;
+    ``resume=False`` trains anew and overwrites it.
+    ``threads``: torch threads while training (default 1, the fastest on small CPU problems;
+    ``None`` leaves torch's setting, e.g. for a large model on many cores).
     """
     base.requires_grad_(False)
     if model is None:
-        if any(True for _ in base.parameters()):
-            model = finetunable_copy(base)
-        elif len(sample_shape) == 1:
-            model = ResidualVelocity(base, TimeMLP(sample_shape[0], zero_init=True))
-        else:
-            raise ValueError("pass `model` for a parameter-free base with non-vector samples")
+        model = default_model(base, tuple(sample_shape))
     problem = FineTuningProblem(
         base=base,
         reward=reward,
@@ -55,12 +140,31 @@ def finetune(
         sample_shape=tuple(sample_shape),
         reward_scale=reward_scale,
     )
+    if not (isinstance(method, type) and issubclass(method, Method)):
+        if hasattr(method, "__dataclass_fields__"):
+            raise TypeError(
+                f"method takes a method class; pass the {type(method).__name__} as config= "
+                "(e.g. am.finetune(..., config=am.AdjointMatchingConfig(num_steps=20)))"
+            )
+        raise TypeError(
+            f"method must be a Method class (e.g. am.methods.AdjointMatching), got {method!r}; "
+            "to pick a registered method by name use baselines.finetune(..., method='draft')"
+        )
     trainer = Trainer(
-        AdjointMatching(method or AdjointMatchingConfig(), problem),
-        model,
-        train or TrainConfig(),
-        run_dir,
+        method(_method_config(method, config), problem), model, train or TrainConfig(), run_dir
     )
-    trainer.fit(progress=progress)
+    with num_threads(threads):
+        if resume and trainer.load_checkpoint():
+            total = trainer.config.iterations
+            what = "finished, returning it" if trainer.iteration >= total else "resuming"
+            print(
+                f"am.finetune: {trainer.checkpoint_path} is at iteration {trainer.iteration}"
+                f" of {total}: {what} (resume=False trains anew)",
+                file=sys.stderr,
+            )
+        start = trainer.iteration
+        t0 = time.perf_counter()
+        history = trainer.fit(resume=False, progress=progress)
+        seconds = time.perf_counter() - t0
     trainer.load_ema_into_model()
-    return model
+    return FineTuneResult(model, history, seconds, start, trainer.iteration)

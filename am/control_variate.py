@@ -6,7 +6,7 @@ it is heavy-tailed (docs/findings.md), and the regression needs many paths per s
 
 What. Let ``g_j(x) ~ E[a_j | X_j = x]`` be any estimate of the adjoint's conditional mean
 (:func:`adjoint_estimate` builds one from the fine-tuned model: ``g_j = -u_theta(x, t_j) / sigma_j``,
-exact at the optimum, Eq. 16-17 of the paper). Step ``j`` moves ``X_{j+1} = m_j(X_j) + s_j eps_j``
+exact at the optimum, the paper's Eq. 11). Step ``j`` moves ``X_{j+1} = m_j(X_j) + s_j eps_j``
 (additive noise: ``s_j`` does not depend on the state). The antithetic increment
 
     delta_{j+1} = ( g_{j+1}(X_{j+1}) - g_{j+1}(X_{j+1} - 2 s_j eps_j) ) / 2

@@ -10,7 +10,7 @@ does). The memoryless diffusion is infinite where ``alpha_t = 0`` (t = 0 for flo
 cosine); there the grid value uses the paper's offset ``eta ~ (beta_t + h) / (alpha_t + h)``,
 which for flow matching is exactly ``sigma(0) = sqrt(2 (1 + h) / h)`` of Appendix G
 (``sqrt(2 (1 - t + h) / (t + h))`` at t = 0). Everywhere else the exact value is used: the offset
-biases the last steps (DESIGN.md section 3).
+biases the last steps (docs/maths.md section 6).
 """
 
 from __future__ import annotations
@@ -48,7 +48,7 @@ class Diffusion(ABC):
 
 
 class MemorylessDiffusion(Diffusion):
-    """``sigma(t) = sqrt(2 eta_t)`` (Eq. 9), with the paper's offset only where it is infinite."""
+    """``sigma(t) = sqrt(2 eta_t)`` (the paper's Eq. 19), with the paper's offset only where it is infinite."""
 
     memoryless = True
 

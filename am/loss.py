@@ -1,4 +1,4 @@
-"""The Adjoint Matching regression loss (Eq. 16, discretised as in DESIGN.md section 3).
+"""The Adjoint Matching regression loss (the paper's Section 4, discretised as in docs/maths.md section 7).
 
 On a trajectory ``X_0 .. X_K`` of the current (frozen) fine-tuned process and its lean adjoint
 ``a_0 .. a_K``, the loss on a subset ``S`` of steps is

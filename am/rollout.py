@@ -14,7 +14,7 @@ the fine-tuned and the base Gaussian transitions of each step,
 
 (``m``: the stepper's mean, ``s_k``: its noise scale). For Euler-Maruyama ``m_ft - m_base =
 h sigma_k u_k`` and ``s_k^2 = sigma_k^2 h``, so ``C = sum_k h |u_k|^2 / 2`` with ``u_k = c_k (v_ft -
-v_base)``: reference 000 Eq. 4 on the grid; the same formula is the exact path KL for the DDPM
+v_base)``: the paper's Eq. 7 on the grid; the same formula is the exact path KL for the DDPM
 step. With ``-lambda r(X_K)`` it is the SOC objective the discrete adjoint method minimises.
 """
 

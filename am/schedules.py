@@ -6,7 +6,7 @@ memoryless construction needs (``kappa``, ``eta``, the memoryless diffusion
 ``sqrt(2 eta)``) is derived from that record once, in :class:`ScheduleValues`, so a new
 schedule only has to say what ``alpha`` and ``beta`` are.
 
-Notation (paper, Eq. 8 of ``reference/000``)::
+Notation (the paper's Eqs. 2 and 6; docs/maths.md)::
 
     kappa_t = alpha'_t / alpha_t
     eta_t   = beta_t (alpha'_t beta_t / alpha_t - beta'_t)
@@ -71,7 +71,7 @@ class ScheduleValues:
 
     @property
     def memoryless_diffusion(self) -> Tensor:
-        """``sqrt(2 eta_t)`` (Eq. 9): the unique diffusion making ``X_0`` independent of ``X_1``."""
+        """``sqrt(2 eta_t)`` (the paper's Eq. 19): the unique diffusion making ``X_0`` independent of ``X_1``."""
         return torch.sqrt(2.0 * self.eta)
 
     def broadcast_to(self, x: Tensor) -> ScheduleValues:

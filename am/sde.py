@@ -5,12 +5,12 @@ A *velocity model* is any callable ``velocity(x [B, *shape], t [B]) -> [B, *shap
 
 For any diffusion ``sigma(t)`` the SDE ``dX = b dt + sigma dW`` with
 
-    b(x, t) = v(x, t) + sigma(t)^2 / 2 * s(x, t),     s = (v - kappa x) / eta        (Eq. 8)
+    b(x, t) = v(x, t) + sigma(t)^2 / 2 * s(x, t),     s = (v - kappa x) / eta        (the paper's Eq. 6)
 
 has the marginals of the ODE ``dX = v dt``. The score is formed stably as
 ``s = (alpha v - alpha' x) / (beta (alpha' beta - alpha beta'))`` which is finite at t = 0.
 
-Two steppers (DESIGN.md section 3):
+Two steppers (docs/maths.md section 6):
 
 * :class:`EulerMaruyama` (default for flow-matching bases): ``X' = X + h b + sigma sqrt(h) eps``.
 * :class:`DDPMStep`: the Gaussian transition of the memoryless reference process given the
@@ -24,7 +24,7 @@ in one vectorised call, so a step costs the velocity call plus three multiply-ad
 
 Each stepper also fixes which adjoint index the Adjoint Matching target uses
 (``target_adjoint_offset``): EM regresses ``u(X_k)`` on ``-sigma_k a_{k+1}``, the DDPM step on
-``-sigma_k a_k`` (measured fixed points in DESIGN.md section 3).
+``-sigma_k a_k`` (measured fixed points in docs/maths.md section 5).
 """
 
 from __future__ import annotations
@@ -74,7 +74,7 @@ def endpoint_from_velocity(sv: ScheduleValues, x: Tensor, v: Tensor) -> Tensor:
 
 
 def drift(sv: ScheduleValues, x: Tensor, v: Tensor, sigma: Tensor) -> Tensor:
-    """``b = v + sigma^2/2 s`` (Eq. 8). Memoryless ``sigma^2 = 2 eta`` gives ``b = 2 v - kappa x``."""
+    """``b = v + sigma^2/2 s`` (the paper's Eq. 6). Memoryless ``sigma^2 = 2 eta`` gives ``b = 2 v - kappa x``."""
     if torch.all(sigma == 0):
         return v
     return v + 0.5 * sigma**2 * score_from_velocity(sv, x, v)

@@ -23,7 +23,7 @@ from tqdm.auto import tqdm
 
 from am.methods.base import Method
 
-__all__ = ["TrainConfig", "Trainer", "NonFiniteError", "iteration_generator"]
+__all__ = ["TrainConfig", "Trainer", "NonFiniteError", "iteration_generator", "load_weights"]
 
 
 class NonFiniteError(RuntimeError):
@@ -40,8 +40,8 @@ class TrainConfig:
 
     iterations: int = 1000
     batch_size: int = 256
-    lr: float = 1e-3
-    lr_schedule: str = "constant"
+    lr: float = 3e-3
+    lr_schedule: str = "cosine"
     betas: tuple[float, float] = (0.9, 0.999)
     weight_decay: float = 0.0
     grad_clip: float | None = None
@@ -75,6 +75,38 @@ class TrainConfig:
             raise ValueError(f"train.grad_clip must be > 0 or null, got {self.grad_clip!r}")
         if self.ema_decay is not None and not 0 < self.ema_decay < 1:
             raise ValueError(f"train.ema_decay must be in (0, 1) or null, got {self.ema_decay!r}")
+
+
+def load_weights(model: nn.Module, path: str | Path, *, ema: bool = True) -> nn.Module:
+    """Load fine-tuned weights into ``model`` (built as for training) and return it.
+
+    ``path``: a trainer's ``checkpoint.pt`` (read with ``weights_only=True``; with ``ema`` and an
+    EMA in the checkpoint, the EMA weights, as :func:`am.finetune` returns them) or a
+    ``.safetensors`` file of the model's state dict (what ``python -m amcli finetune`` exports).
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"no weights at {path}")
+    if path.suffix == ".safetensors":
+        from safetensors.torch import load_file
+
+        model.load_state_dict(load_file(path))
+        return model
+    state = torch.load(path, map_location="cpu", weights_only=True)
+    if not isinstance(state, dict) or "model" not in state:
+        raise ValueError(f"{path} is not a trainer checkpoint (no 'model' entry)")
+    model.load_state_dict(state["model"])
+    if ema and state.get("ema") is not None:
+        params = [p for p in model.parameters() if p.requires_grad]
+        if len(params) != len(state["ema"]):
+            raise ValueError(
+                f"{path}: the EMA holds {len(state['ema'])} tensors, the model has "
+                f"{len(params)} trainable parameters (build the model as for training)"
+            )
+        with torch.no_grad():
+            for p, e in zip(params, state["ema"], strict=True):
+                p.copy_(e)
+    return model
 
 
 def iteration_generator(seed: int, iteration: int, device="cpu") -> torch.Generator:

@@ -57,9 +57,9 @@ class ProblemConfig:
 class ModelConfig:
     """Residual MLP ``v_ft = v_base + MLP`` (zero-initialised last layer)."""
 
-    hidden: int = 128
+    hidden: int = 64
     depth: int = 3
-    time_features: int = 16
+    time_features: int = 4
 
     def __post_init__(self):
         if self.hidden < 1 or self.depth < 1 or self.time_features < 0:

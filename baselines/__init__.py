@@ -6,6 +6,6 @@ loss (:class:`am.methods.Method`). Adjoint Matching itself is registered here to
 never imports this package.
 """
 
-from baselines.registry import METHODS, make_method
+from baselines.registry import METHODS, finetune, make_method
 
-__all__ = ["METHODS", "make_method"]
+__all__ = ["METHODS", "finetune", "make_method"]

@@ -1,5 +1,5 @@
 """Adjoint Matching with a constant, non-memoryless diffusion: the ablation behind Theorem 1
-(reference 000, Section 3 and Figure 2).
+(the paper's Section 3 and Figure 2).
 
 Objective: the lean-adjoint Adjoint Matching regression, but rollouts use ``sigma(t) = sigma``
 (constant) instead of the memoryless ``sqrt(2 eta_t)``. The SOC problem is still well posed, but

@@ -1,4 +1,4 @@
-"""Basic Adjoint Matching / continuous adjoint (reference 000, Eq. 13-14; the paper's
+"""Basic Adjoint Matching / continuous adjoint (the paper's Eqs. 20-22; the paper's
 "continuous adjoint" baseline).
 
 Objective: the same memoryless SOC problem as Adjoint Matching, but the regression target uses

@@ -1,4 +1,4 @@
-"""Discrete adjoint: backpropagation through the memoryless SDE (reference 000, Section 4 and
+"""Discrete adjoint: backpropagation through the memoryless SDE (the paper's Section 4 and
 Appendix; the paper's "discrete adjoint" baseline, Table 2).
 
 Objective: the stochastic optimal control problem of Adjoint Matching itself,

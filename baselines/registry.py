@@ -6,6 +6,7 @@ method to run in the Snakemake grid and appear in the tables (README, "Add a bas
 
 from __future__ import annotations
 
+from am.api import finetune as am_finetune
 from am.methods import AdjointMatching, FineTuningProblem, Method
 from baselines.am_constant_sigma import AdjointMatchingConstantSigma
 from baselines.basic_adjoint_matching import BasicAdjointMatching
@@ -38,3 +39,11 @@ def method_class(name: str) -> type[Method]:
 def make_method(name: str, config, problem: FineTuningProblem) -> Method:
     """Instantiate a registered method; ``config`` must be its ``config_class``."""
     return method_class(name)(config, problem)
+
+
+def finetune(base, reward, *, method: str = "adjoint_matching", config=None, **kwargs):
+    """:func:`am.finetune` with the method picked by its registry name, e.g.
+    ``finetune(base, reward, method="draft", config={"grad_steps": 40}, schedule=...,
+    sample_shape=(2,), reward_scale=1.0)``; ``config``: that method's config instance, a dict
+    of its fields, or ``None`` for its recommended config. Returns :class:`am.FineTuneResult`."""
+    return am_finetune(base, reward, method=method_class(method), config=config, **kwargs)

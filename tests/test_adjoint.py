@@ -141,7 +141,7 @@ def test_full_adjoint_equals_autograd_of_soc_cost(diffusion):
 def test_regression_target_is_unbiased_for_optimal_control():
     # Simulate the optimal process (exact v* of the tilted mixture); the conditional mean of the
     # target -sigma_k a_{k+1} must equal u*(X_k) up to the K = 40 discretisation bias, which is
-    # far smaller than that of the a_k index (DESIGN.md section 3).
+    # far smaller than that of the a_k index (docs/maths.md section 5).
     schedule, stepper = FlowMatchingSchedule(), EulerMaruyama()
     gt = make_problem("gmm1d_linear", schedule, 1.0)
     base, vstar = gt.velocity, gt.target_velocity

@@ -31,7 +31,7 @@ def finetune_1d(diffusion, seed=0):
         sample_shape=(1,),
         reward_scale=1.0,
         model=model,
-        method=am.AdjointMatchingConfig(
+        config=am.AdjointMatchingConfig(
             num_steps=20, diffusion=diffusion, weighting="adjoint", steps=am.StepSubset("all")
         ),
         train=am.TrainConfig(

@@ -120,7 +120,7 @@ def test_endpoint_prediction_is_posterior_mean():
 @pytest.mark.parametrize("schedule", [FlowMatchingSchedule(), LinearVPSchedule()], ids=repr)
 def test_ddpm_step_converges_on_gaussian_data(schedule):
     # The DDPM step replaces X_1 by E[X_1|X_t], dropping Var(X_1|X_t): under-dispersed on a
-    # coarse grid (DESIGN.md section 3), consistent as K grows.
+    # coarse grid (docs/maths.md section 6), consistent as K grows.
     mix = GaussianMixture(torch.ones(1), torch.tensor([[1.5]]), torch.tensor([[[0.25]]])).to(
         torch.float64
     )
@@ -208,7 +208,7 @@ def test_simulate_keeps_the_velocities_it_evaluated_on_request():
 @pytest.mark.parametrize("schedule", [FlowMatchingSchedule(), LinearVPSchedule(), CosineSchedule()])
 def test_step_coefficients_are_the_written_out_steps(schedule):
     """The affine coefficients reproduce the steps as written in the papers (float64): EM as
-    ``x + h b + sigma sqrt(h) eps`` with ``b`` from Eq. 8 (:func:`drift`), the DDPM step as
+    ``x + h b + sigma sqrt(h) eps`` with ``b`` from the paper's Eq. 6 (:func:`drift`), the DDPM step as
     ``alpha' y + Phi (x - alpha y) + sqrt(beta'^2 - Phi^2 beta^2) eps``; and the whole grid's
     coefficients from one vectorised call equal the per-step ones."""
     g = torch.Generator().manual_seed(0)

@@ -9,10 +9,12 @@ from typing import ClassVar
 import torch
 from torch import Tensor, nn
 
+from am.conditions import Condition, bind_reward, bind_velocity
 from am.schedules import Schedule
 from am.sde import Velocity
 
 __all__ = [
+    "Conditioned",
     "FineTuningProblem",
     "LossOutput",
     "Method",
@@ -48,12 +50,27 @@ def model_dtype_device(model: nn.Module) -> tuple[torch.dtype, torch.device]:
 
 
 @dataclass(frozen=True)
-class FineTuningProblem:
-    """What is fine-tuned towards what: target ``p_base(x) exp(reward_scale * reward(x))``.
+class Conditioned:
+    """One batch's condition bound to the fine-tuned model, the base and the reward: callables
+    ``(x, t)`` and ``(x)`` for the simulation, adjoint and loss code (:mod:`am.conditions`).
+    With no condition they are the problem's own objects."""
 
-    ``base``: frozen velocity model ``(x [B, *sample_shape], t [B]) -> [B, *sample_shape]``;
-    ``reward``: ``x [B, *sample_shape] -> [B]``, differentiable; ``schedule``: the base's
-    reference path; ``sample_shape``: shape of one sample (no batch dim).
+    model: Velocity
+    base: Velocity
+    reward: object
+    cond: Condition
+
+
+@dataclass(frozen=True)
+class FineTuningProblem:
+    """What is fine-tuned towards what: target ``p_base(x | c) exp(reward_scale * reward(x, c))``.
+
+    ``base``: frozen velocity model ``(x [B, *sample_shape], t [B]) -> [B, *sample_shape]``, or
+    ``(x, t, cond)`` for a conditional problem; ``reward``: ``x [B, *sample_shape] -> [B]``
+    (``(x, cond)``), differentiable; ``schedule``: the base's reference path; ``sample_shape``:
+    shape of one sample (no batch dim); ``conditions``: ``None`` (unconditional) or a sampler
+    ``(batch_size, generator, *, group=1) -> cond`` (:class:`am.conditions.ConditionSampler`),
+    the distribution of prompts the fine-tuning averages over.
     """
 
     base: Velocity
@@ -61,6 +78,23 @@ class FineTuningProblem:
     schedule: Schedule
     sample_shape: tuple[int, ...]
     reward_scale: float
+    conditions: object = None
+
+    def condition(
+        self, model: Velocity, *, batch_size: int, generator: torch.Generator, group: int = 1
+    ) -> Conditioned:
+        """Draw a batch's conditions (in runs of ``group`` equal rows) and bind them to
+        ``model``, the base and the reward. Unconditional: draws nothing (the random stream of
+        an unconditional run is unchanged) and returns the objects themselves."""
+        if self.conditions is None:
+            return Conditioned(model, self.base, self.reward, None)
+        cond = self.conditions(batch_size, generator, group=group)
+        return Conditioned(
+            bind_velocity(model, cond),
+            bind_velocity(self.base, cond),
+            bind_reward(self.reward, cond),
+            cond,
+        )
 
     def __post_init__(self):
         if isinstance(self.reward_scale, bool) or not isinstance(self.reward_scale, (int, float)):
@@ -96,6 +130,12 @@ class Method(ABC):
             )
         self.config = config
         self.problem = problem
+
+    @classmethod
+    def recommended_config(cls):
+        """The config :func:`am.finetune` uses when none is given (default: the config class's
+        defaults; a method overrides this where measurements recommend other settings)."""
+        return cls.config_class()
 
     @abstractmethod
     def loss(self, model: nn.Module, *, batch_size: int, generator: torch.Generator) -> LossOutput:

@@ -20,9 +20,9 @@ class TimeMLP(nn.Module):
     def __init__(
         self,
         dim: int,
-        hidden: int = 128,
+        hidden: int = 64,
         depth: int = 3,
-        time_features: int = 16,
+        time_features: int = 4,
         zero_init: bool = False,
     ):
         super().__init__()

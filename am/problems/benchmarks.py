@@ -4,7 +4,7 @@ Each builder returns a :class:`GroundTruth` record; :data:`PROBLEMS` is the regi
 workflow's problem names come from. All bases are exact (:class:`GaussianMixtureVelocity`), so the
 only errors left after fine-tuning are the method's and the discretisation's.
 
-* ``gmm1d_linear``: ``0.5 N(-2, 0.6^2) + 0.5 N(2, 0.6^2)``, ``r(x) = x`` (DESIGN.md section 3;
+* ``gmm1d_linear``: ``0.5 N(-2, 0.6^2) + 0.5 N(2, 0.6^2)``, ``r(x) = x`` (docs/maths.md;
   the paper's Figure 2 setting).
 * ``gmm2d_quadratic``: four components at ``(+-2, +-2)``, std 0.5, unequal weights,
   ``r(x) = -(x - m).A.(x - m) / 2`` with ``m = (1, 0)``, ``A = 0.5 I``.
@@ -22,11 +22,32 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
+from am.metrics.distances import noise_floor, sample_distance
 from am.problems.gaussian_mixture import GaussianMixture, GaussianMixtureVelocity
 from am.rewards.synthetic import LinearReward, QuadraticReward
 from am.schedules import Schedule
 
-__all__ = ["GroundTruth", "PROBLEMS", "make_problem"]
+__all__ = ["GroundTruth", "PROBLEMS", "TargetDistance", "make_problem"]
+
+
+@dataclass(frozen=True)
+class TargetDistance:
+    """``distance`` of samples to the exact target (``metric``: ``w1`` in 1-D, ``sliced_w1``
+    otherwise), each a mean over ``repeats`` fresh target sets of the samples' size, beside the
+    ``noise_floor`` (two independent target sets of that size: the smallest distance a perfect
+    model reaches) and the ``base_distance`` (base samples against the target)."""
+
+    metric: str
+    distance: float
+    noise_floor: float
+    base_distance: float
+
+    def __str__(self) -> str:
+        return (
+            f"{self.metric} to the exact tilt {self.distance:.3f} (noise floor "
+            f"{self.noise_floor:.3f}, {self.distance / self.noise_floor:.2f}x; base model "
+            f"{self.base_distance:.3f})"
+        )
 
 
 @dataclass(frozen=True)
@@ -53,6 +74,35 @@ class GroundTruth:
     @property
     def target_velocity(self) -> GaussianMixtureVelocity:
         return GaussianMixtureVelocity(self.target, self.schedule)
+
+    def distance_to_target(
+        self, x: torch.Tensor, *, repeats: int = 5, generator: torch.Generator | None = None
+    ) -> TargetDistance:
+        """How far samples ``x [n, D]`` are from the exact tilted target, beside the noise
+        floor at ``n`` samples (``repeats`` pairs each; see :class:`TargetDistance`)."""
+        if x.ndim != 2 or x.shape[1] != self.dim:
+            raise ValueError(f"x must be [n, {self.dim}], got {list(x.shape)}")
+        g = generator if generator is not None else torch.Generator().manual_seed(0)
+        metric = "w1" if self.dim == 1 else "sliced_w1"
+        n, x = len(x), x.detach().to(self.target.means.dtype)
+
+        def mean_distance(samples):
+            d = [
+                sample_distance(
+                    samples, self.target.sample(n, generator=g), metric=metric, generator=g
+                )
+                for _ in range(repeats)
+            ]
+            return sum(d) / repeats
+
+        return TargetDistance(
+            metric=metric,
+            distance=mean_distance(x),
+            noise_floor=noise_floor(
+                self.target.sample, n, metric=metric, generator=g, repeats=repeats
+            ),
+            base_distance=mean_distance(self.base.sample(n, generator=g)),
+        )
 
 
 def _gmm1d_linear(schedule: Schedule, reward_scale: float) -> GroundTruth:
