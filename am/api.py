@@ -22,6 +22,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
+from am.conditions import ClassLabels
 from am.methods import AdjointMatching, FineTuningProblem, Method
 from am.models import ResidualVelocity, TimeMLP, finetunable_copy
 from am.schedules import Schedule
@@ -46,17 +47,22 @@ class FineTuneResult:
     iterations: int
 
 
-def default_model(base: nn.Module, sample_shape: tuple[int, ...]) -> nn.Module:
+def default_model(base: nn.Module, sample_shape: tuple[int, ...], conditions=None) -> nn.Module:
     """The model :func:`finetune` trains when none is given: a trainable copy of ``base`` (the
     paper initialises ``v_ft = v_base``); for a base without parameters (an exact velocity) and
     vector samples, ``base + TimeMLP(d, hidden=64, depth=3, time_features=4)`` with a
-    zero-initialised last layer, so that it starts at the base."""
+    zero-initialised last layer, so that it starts at the base (class-conditional when
+    ``conditions`` is :class:`am.conditions.ClassLabels`)."""
     if any(True for _ in base.parameters()):
         return finetunable_copy(base)
-    if len(sample_shape) == 1:
+    if len(sample_shape) == 1 and conditions is None:
         return ResidualVelocity(base, TimeMLP(sample_shape[0], zero_init=True))
+    if len(sample_shape) == 1 and isinstance(conditions, ClassLabels):
+        net = TimeMLP(sample_shape[0], zero_init=True, num_classes=conditions.num_classes)
+        return ResidualVelocity(base, net)
     raise ValueError(
-        "the base has no parameters and the samples are not vectors: pass `model=` "
+        "the base has no parameters and the samples are not vectors (or the conditions are not "
+        "class labels): pass `model=` "
         "(a network to train, e.g. am.models.ResidualVelocity(base, net))"
     )
 
@@ -104,6 +110,7 @@ def finetune(
     schedule: Schedule,
     sample_shape: tuple[int, ...],
     reward_scale: float,
+    conditions=None,
     method: type[Method] = AdjointMatching,
     config=None,
     model: nn.Module | None = None,
@@ -117,7 +124,9 @@ def finetune(
 
     ``base``: velocity ``(x [B, *sample_shape], t [B]) -> [B, *sample_shape]``, frozen here;
     ``reward``: ``x [B, *sample_shape] -> [B]``, differentiable; ``schedule``: the base's
-    reference path (``am.FlowMatchingSchedule()`` for a flow-matching model).
+    reference path (``am.FlowMatchingSchedule()`` for a flow-matching model). ``conditions``:
+    for a conditional base ``(x, t, cond)`` and reward ``(x, cond)``, the sampler of the
+    conditions to fine-tune on (e.g. ``am.conditions.ClassLabels(10)``; :mod:`am.conditions`).
     ``method``: a method class (default :class:`am.methods.AdjointMatching`; the baselines in
     ``baselines.METHODS``); ``config``: its config (an instance, a dict of fields over the
     recommended ones, or ``None`` for ``method.recommended_config()``).
@@ -132,13 +141,14 @@ def finetune(
     """
     base.requires_grad_(False)
     if model is None:
-        model = default_model(base, tuple(sample_shape))
+        model = default_model(base, tuple(sample_shape), conditions)
     problem = FineTuningProblem(
         base=base,
         reward=reward,
         schedule=schedule,
         sample_shape=tuple(sample_shape),
         reward_scale=reward_scale,
+        conditions=conditions,
     )
     if not (isinstance(method, type) and issubclass(method, Method)):
         if hasattr(method, "__dataclass_fields__"):

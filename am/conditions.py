@@ -30,6 +30,7 @@ __all__ = [
     "BoundVelocity",
     "bind_velocity",
     "bind_reward",
+    "concat",
     "num_rows",
     "tile",
     "take",
@@ -144,3 +145,10 @@ class ClassLabels(ConditionSampler):
         if self.probs is None:
             return torch.randint(self.num_classes, (n,), generator=generator, device=device)
         return torch.multinomial(self.probs.to(device), n, replacement=True, generator=generator)
+
+
+def concat(first: Condition, second: Condition) -> Condition:
+    """The rows of ``first`` followed by those of ``second`` (same structure)."""
+    if isinstance(first, Tensor):
+        return torch.cat([first, second])
+    return {k: torch.cat([first[k], second[k]]) for k in first}

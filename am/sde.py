@@ -36,6 +36,7 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor
 
+from am.conditions import bind_velocity, num_rows, take
 from am.diffusion import Diffusion
 from am.schedules import Schedule, ScheduleValues
 
@@ -321,9 +322,14 @@ def sample(
     dtype: torch.dtype | None = None,
     device=None,
     chunk_size: int = 65536,
+    cond=None,
 ) -> Tensor:
     """Draw ``[num_samples, *sample_shape]`` samples from ``X_0 ~ N(0, I)`` on a uniform grid,
-    in chunks so memory stays bounded."""
+    in chunks so memory stays bounded. ``cond``: for a conditional velocity
+    ``(x, t, cond)``, the condition of every sample (``num_samples`` rows; :mod:`am.conditions`)."""
+    rows = num_rows(cond)
+    if rows is not None and rows != num_samples:
+        raise ValueError(f"cond has {rows} rows for num_samples={num_samples}")
     times = uniform_grid(num_steps, dtype=dtype, device=device)
     out = []
     for start in range(0, num_samples, chunk_size):
@@ -331,7 +337,7 @@ def sample(
         x0 = torch.randn((n, *sample_shape), generator=generator, dtype=dtype, device=device)
         out.append(
             simulate(
-                velocity,
+                bind_velocity(velocity, take(cond, slice(start, start + n))),
                 x0,
                 schedule=schedule,
                 times=times,

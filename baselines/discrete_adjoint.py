@@ -60,21 +60,22 @@ class DiscreteAdjoint(Method):
         """Per-path SOC objective ``[B]`` (control cost minus ``lambda r``) and rewards ``[B]``."""
         cfg, prob = self.config, self.problem
         dtype, device = model_dtype_device(model)
+        c = prob.condition(model, batch_size=batch_size, generator=generator)
         x0 = torch.randn(
             (batch_size, *prob.sample_shape), generator=generator, dtype=dtype, device=device
         )
         roll = differentiable_rollout(
-            model,
+            c.model,
             x0,
             schedule=prob.schedule,
             times=uniform_grid(cfg.num_steps, dtype=dtype, device=device),
             diffusion=self.diffusion,
             stepper=self.stepper,
             generator=generator,
-            base=prob.base,
+            base=c.base,
             checkpoint=cfg.checkpoint,
         )
-        rewards = prob.reward(roll.final)
+        rewards = c.reward(roll.final)
         return roll.control_cost - prob.reward_scale * rewards, rewards, roll.control_cost
 
     def loss(self, model: nn.Module, *, batch_size: int, generator: torch.Generator) -> LossOutput:

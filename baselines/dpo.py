@@ -58,32 +58,35 @@ class OnlineDPO(RolloutMethod):
     config_class = DPOConfig
 
     def denoising_errors(
-        self, model: nn.Module, x: Tensor, *, t: Tensor, eps: Tensor
+        self, model: nn.Module, base: nn.Module, x: Tensor, *, t: Tensor, eps: Tensor
     ) -> tuple[Tensor, Tensor]:
-        """``e_theta, e_base [N]`` for clean ``x [N, *shape]``, times ``t [N]``, noise ``eps``."""
+        """``e_theta, e_base [N]`` for clean ``x [N, *shape]``, times ``t [N]``, noise ``eps``
+        (``model``, ``base``: with the pairs' condition bound)."""
         sv = self.problem.schedule(t).broadcast_to(x)
         x_t = sv.alpha * x + sv.beta * eps
         target = sv.d_alpha * x + sv.d_beta * eps
         e_theta = (model(x_t, t) - target).flatten(1).pow(2).mean(-1)
         with torch.no_grad():
-            e_base = (self.problem.base(x_t, t) - target).flatten(1).pow(2).mean(-1)
+            e_base = (base(x_t, t) - target).flatten(1).pow(2).mean(-1)
         return e_theta, e_base
 
     def loss(self, model: nn.Module, *, batch_size: int, generator: torch.Generator) -> LossOutput:
         cfg, prob = self.config, self.problem
         if batch_size < 2 or batch_size % 2:
             raise ValueError(f"dpo needs an even batch_size >= 2 (pairs), got {batch_size}")
-        traj = self.rollout(model, batch_size, generator)
-        x = traj.final
-        rewards = prob.reward(x)
         P = batch_size // 2
+        # P conditions bound to 2P rows: rows i and P + i share one (a pair within a prompt).
+        c = prob.condition(model, batch_size=P, generator=generator)
+        traj = self.rollout(c.model, batch_size, generator)
+        x = traj.final
+        rewards = c.reward(x)
         a, b = x[:P], x[P:]
         a_wins = (rewards[:P] >= rewards[P:]).reshape(-1, *([1] * (x.dim() - 1)))
         win, lose = torch.where(a_wins, a, b), torch.where(a_wins, b, a)
         t = cfg.t_max * torch.rand(P, generator=generator, dtype=x.dtype, device=x.device)
         eps = torch.randn(win.shape, generator=generator, dtype=x.dtype, device=x.device)
-        ew, ew_ref = self.denoising_errors(model, win, t=t, eps=eps)
-        el, el_ref = self.denoising_errors(model, lose, t=t, eps=eps)
+        ew, ew_ref = self.denoising_errors(c.model, c.base, win, t=t, eps=eps)
+        el, el_ref = self.denoising_errors(c.model, c.base, lose, t=t, eps=eps)
         margin = -cfg.beta * ((ew - ew_ref) - (el - el_ref))
         loss = -F.logsigmoid(margin).mean()
         return LossOutput(

@@ -57,9 +57,10 @@ class DRaFT(RolloutMethod):
 
     def loss(self, model: nn.Module, *, batch_size: int, generator: torch.Generator) -> LossOutput:
         cfg, prob = self.config, self.problem
+        c = prob.condition(model, batch_size=batch_size, generator=generator)
         x0 = initial_noise(model, prob, batch_size, generator)
         roll = differentiable_rollout(
-            model,
+            c.model,
             x0,
             schedule=prob.schedule,
             times=uniform_grid(cfg.num_steps, dtype=x0.dtype, device=x0.device),
@@ -68,7 +69,7 @@ class DRaFT(RolloutMethod):
             grad_steps=cfg.grad_steps,
             checkpoint=cfg.checkpoint,
         )
-        rewards = prob.reward(roll.final)
+        rewards = c.reward(roll.final)
         loss = -prob.reward_scale * rewards.mean()
         return LossOutput(
             loss=loss,

@@ -46,7 +46,8 @@ class DRaFTLV(RolloutMethod):
 
     def loss(self, model: nn.Module, *, batch_size: int, generator: torch.Generator) -> LossOutput:
         cfg, prob = self.config, self.problem
-        traj = self.rollout(model, batch_size, generator)
+        c = prob.condition(model, batch_size=batch_size, generator=generator)
+        traj = self.rollout(c.model, batch_size, generator)
         x1 = traj.final.repeat(cfg.num_draws, *([1] * (traj.final.dim() - 1)))  # [n B, *shape]
         times = uniform_grid(cfg.num_steps, dtype=x1.dtype, device=x1.device)
         s, t1 = times[-2], times[-1]
@@ -55,14 +56,14 @@ class DRaFTLV(RolloutMethod):
         x_s = sv.alpha * x1 + sv.beta * eps  # reference marginal at s given X_1
         sigma = self.diffusion.on_grid(times)[-1].to(x1.dtype)
         noise = torch.randn(x1.shape, generator=generator, dtype=x1.dtype, device=x1.device)
-        v = model(x_s, s.expand(x1.shape[0]))
+        v = c.model(x_s, s.expand(x1.shape[0]))  # rows: num_draws copies
         out = self.stepper.step(x_s, v, sv=sv, sv_next=sv_next, sigma=sigma, noise=noise)
-        rewards = prob.reward(out)
+        rewards = c.reward(out)
         loss = -prob.reward_scale * rewards.mean()
         return LossOutput(
             loss=loss,
             metrics={
                 "loss": float(loss.detach()),
-                "reward": float(prob.reward(traj.final).detach().mean()),
+                "reward": float(c.reward(traj.final).detach().mean()),
             },
         )

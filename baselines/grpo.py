@@ -86,8 +86,10 @@ class FlowGRPO(RolloutMethod):
                 f"grpo needs batch_size divisible by group_size ({cfg.group_size}), "
                 f"got {batch_size}"
             )
-        traj = self.rollout(model, batch_size, generator)
-        rewards = prob.reward(traj.final)
+        # Each group of rollouts shares one condition (Flow-GRPO's prompt groups).
+        c = prob.condition(model, batch_size=batch_size, generator=generator, group=cfg.group_size)
+        traj = self.rollout(c.model, batch_size, generator)
+        rewards = c.reward(traj.final)
         adv = group_advantages(rewards, cfg.group_size, cfg.adv_clip)
         K, B = traj.num_steps, batch_size
         x, x_next = traj.states[:-1].flatten(0, 1), traj.states[1:].flatten(0, 1)  # [K B, ...]
@@ -96,9 +98,9 @@ class FlowGRPO(RolloutMethod):
         sv_next = prob.schedule(traj.times[1:].repeat_interleave(B)).broadcast_to(x)
         sigma = traj.sigmas.repeat_interleave(B).reshape(sv.t.shape)
         kw = dict(sv=sv, sv_next=sv_next, sigma=sigma)
-        mean = transition_mean(self.stepper, x, model(x, t), **kw)
+        mean = transition_mean(self.stepper, x, c.model(x, t), **kw)
         with torch.no_grad():
-            mean_base = transition_mean(self.stepper, x, prob.base(x, t), **kw)
+            mean_base = transition_mean(self.stepper, x, c.base(x, t), **kw)
         scale = self.stepper.noise_scale(sv, sv_next, sigma)
         log_prob = -(x_next - mean).flatten(1).pow(2).sum(-1) / (2 * scale.flatten() ** 2)
         ratio = torch.exp(log_prob - log_prob.detach())  # the rollout policy is the current one

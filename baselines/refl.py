@@ -54,20 +54,21 @@ class ReFL(RolloutMethod):
 
     def loss(self, model: nn.Module, *, batch_size: int, generator: torch.Generator) -> LossOutput:
         cfg, prob = self.config, self.problem
-        traj = self.rollout(model, batch_size, generator)
+        c = prob.condition(model, batch_size=batch_size, generator=generator)
+        traj = self.rollout(c.model, batch_size, generator)
         first, last = cfg.window()
         k = int(torch.randint(first, last + 1, (1,), generator=generator))
         x, t = traj.states[k], traj.times[k]
         x1_hat = endpoint_from_velocity(
-            prob.schedule(t).broadcast_to(x), x, model(x, t.expand(batch_size))
+            prob.schedule(t).broadcast_to(x), x, c.model(x, t.expand(batch_size))
         )
-        rewards = prob.reward(x1_hat)
+        rewards = c.reward(x1_hat)
         loss = -prob.reward_scale * rewards.mean()
         return LossOutput(
             loss=loss,
             metrics={
                 "loss": float(loss.detach()),
-                "reward": float(prob.reward(traj.final).detach().mean()),
+                "reward": float(c.reward(traj.final).detach().mean()),
                 "stop_step": float(k),
             },
         )

@@ -120,13 +120,15 @@ class AdjointMatching(Method):
         cfg, prob = self.config, self.problem
         dtype, device = model_dtype_device(model)
         times = warped_grid(cfg.num_steps, cfg.grid_warp, dtype=dtype, device=device)
+        # The batch's conditions bound to the model, base and reward (themselves if none).
+        c = prob.condition(model, batch_size=batch_size, generator=generator)
         x0 = torch.randn(
             (batch_size, *prob.sample_shape), generator=generator, dtype=dtype, device=device
         )
 
         # 1. Rollout of the current model, frozen (no graph).
         traj = simulate(
-            model,
+            c.model,
             x0,
             schedule=prob.schedule,
             times=times,
@@ -136,7 +138,7 @@ class AdjointMatching(Method):
             keep_velocities=cfg.control_variate == "antithetic",  # the control variate reuses them
         )
         # 2. Adjoint backwards from a_K = -lambda grad r(X_K), down to the first step used.
-        terminal, rewards = terminal_adjoint(prob.reward, traj.final, prob.reward_scale)
+        terminal, rewards = terminal_adjoint(c.reward, traj.final, prob.reward_scale)
         steps = cfg.steps.select(cfg.num_steps, generator).to(device)
         first = int(steps.min())
         kwargs = dict(
@@ -144,9 +146,9 @@ class AdjointMatching(Method):
         )
         if cfg.control_variate == "antithetic":  # made during the adjoint pass (its v_base)
             kwargs["corrections"] = AntitheticCorrections(
-                model,
-                prob.base,
-                reward=prob.reward,
+                c.model,
+                c.base,
+                reward=c.reward,
                 reward_scale=prob.reward_scale,
                 schedule=prob.schedule,
                 stepper=self.stepper,
@@ -154,15 +156,15 @@ class AdjointMatching(Method):
                 first_step=first,
             )
         if cfg.adjoint == "lean":
-            adj = lean_adjoint(prob.base, traj, **kwargs)
+            adj = lean_adjoint(c.base, traj, **kwargs)
         else:
-            adj = full_adjoint(prob.base, model, traj, **kwargs)
+            adj = full_adjoint(c.base, c.model, traj, **kwargs)
 
         # 3. Regression on the chosen steps, one batched forward of the fine-tuned model.
         B = batch_size
         x = traj.states[steps]  # [M, B, *shape]
         t = times[steps]
-        v_ft = model(x.flatten(0, 1), t.repeat_interleave(B)).reshape(x.shape)
+        v_ft = c.model(x.flatten(0, 1), t.repeat_interleave(B)).reshape(x.shape)
         sv = prob.schedule(t).broadcast_to(x)
         sigma = traj.sigmas[steps].reshape(sv.t.shape)
         control = control_coefficient(sv, sigma) * (v_ft - adj.base_velocity[steps])

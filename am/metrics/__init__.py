@@ -1,4 +1,5 @@
-"""Metrics: distances between sample sets and exact targets, with their noise floor."""
+"""Metrics: distances between sample sets and exact targets, with their noise floor, and an
+importance-sampling reference for tilted targets without a closed form."""
 
 from am.metrics.distances import (
     METRICS,
@@ -10,8 +11,11 @@ from am.metrics.distances import (
     sliced_wasserstein,
     wasserstein_1d,
 )
+from am.metrics.importance import TiltedEstimate, tilted_expectation
 
 __all__ = [
+    "TiltedEstimate",
+    "tilted_expectation",
     "METRICS",
     "energy_distance",
     "noise_floor",

@@ -15,6 +15,10 @@ class TimeMLP(nn.Module):
     """``(x [B, D], t [B]) -> [B, D]``: an MLP on ``[x, Fourier(t)]`` with SiLU activations.
 
     ``zero_init=True`` zeroes the last layer, so a residual built from it starts at the base.
+    ``num_classes=C`` makes it class-conditional, ``(x, t, labels [B]) -> [B, D]``, with a
+    learned embedding of width ``hidden`` added to the first layer's output; labels ``0..C-1``,
+    and label ``C`` (the last row of the embedding) is the "no class" of classifier-free
+    guidance.
     """
 
     def __init__(
@@ -24,6 +28,7 @@ class TimeMLP(nn.Module):
         depth: int = 3,
         time_features: int = 4,
         zero_init: bool = False,
+        num_classes: int | None = None,
     ):
         super().__init__()
         if dim < 1 or hidden < 1 or depth < 1 or time_features < 0:
@@ -38,14 +43,24 @@ class TimeMLP(nn.Module):
             width = hidden
         layers.append(nn.Linear(width, dim))
         self.net = nn.Sequential(*layers)
+        self.num_classes = num_classes
+        self.embed = None if num_classes is None else nn.Embedding(num_classes + 1, hidden)
         if zero_init:
             nn.init.zeros_(self.net[-1].weight)
             nn.init.zeros_(self.net[-1].bias)
 
-    def forward(self, x: Tensor, t: Tensor) -> Tensor:
+    def forward(self, x: Tensor, t: Tensor, cond: Tensor | None = None) -> Tensor:
         t = t.to(x.dtype).reshape(-1, 1)
         ang = t * self.freqs.to(x.dtype)
-        return self.net(torch.cat([x, t, torch.sin(ang), torch.cos(ang)], dim=-1))
+        h = torch.cat([x, t, torch.sin(ang), torch.cos(ang)], dim=-1)
+        if self.embed is None:
+            if cond is not None:
+                raise ValueError("this TimeMLP is unconditional (num_classes=None): got a cond")
+            return self.net(h)
+        if cond is None:
+            raise ValueError(f"this TimeMLP is conditional ({self.num_classes} classes): no cond")
+        h = self.net[0](h) + self.embed(cond)
+        return self.net[1:](h)
 
 
 class ResidualVelocity(nn.Module):
@@ -58,12 +73,13 @@ class ResidualVelocity(nn.Module):
         self.base = base.requires_grad_(False)
         self.net = net
 
-    def forward(self, x: Tensor, t: Tensor) -> Tensor:
-        return self.base(x, t) + self.net(x, t)
+    def forward(self, x: Tensor, t: Tensor, *cond) -> Tensor:
+        # ``*cond``: nothing for an unconditional pair, the condition for a conditional one
+        return self.base(x, t, *cond) + self.net(x, t, *cond)
 
-    def difference(self, x: Tensor, t: Tensor) -> Tensor:
+    def difference(self, x: Tensor, t: Tensor, *cond) -> Tensor:
         """``v_ft - v_base`` without evaluating the base (used by :mod:`am.control_variate`)."""
-        return self.net(x, t)
+        return self.net(x, t, *cond)
 
 
 def finetunable_copy(base: nn.Module) -> nn.Module:
