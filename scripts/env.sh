@@ -14,7 +14,7 @@ if [ ! -f "$STAMP" ]; then
   if ! "$VENV/bin/python" -c "import torch" 2>/dev/null; then
     # Without a GPU, PyTorch's CPU build is a quarter of the size of PyPI's CUDA build
     # (1.5 GB against 5.9 GB for the whole environment); where its index is unreachable, PyPI.
-    # torch 2.14.1 is the newest release these CI machines hold on disk.
+    # torch==2.14.1 first: the newest release some CI machines allow and hold on disk.
     if ! command -v nvidia-smi >/dev/null 2>&1 \
       && "$VENV/bin/pip" install -q --retries 0 --timeout 10 torch \
         --index-url https://download.pytorch.org/whl/cpu >>"$LOG" 2>&1; then
@@ -25,7 +25,7 @@ if [ ! -f "$STAMP" ]; then
         || { cat "$LOG" >&2; exit 1; }
     fi
   fi
-  "$VENV/bin/pip" install -q -e ".[workflow,dev]" >>"$LOG" 2>&1 || { tail -50 "$LOG" >&2; exit 1; }
+  "$VENV/bin/pip" install -q -e ".[workflow,dev,digits]" >>"$LOG" 2>&1 || { tail -50 "$LOG" >&2; exit 1; }
   rm -f "$VENV"/.installed-*
   touch "$STAMP"
 fi

@@ -11,9 +11,25 @@ from am.metrics.distances import (
     sliced_wasserstein,
     wasserstein_1d,
 )
+from am.metrics.images import (
+    Diversity,
+    Realism,
+    classwise_frechet,
+    frechet_distance,
+    gaussian_frechet_distance,
+    grouped_diversity,
+    mean_pairwise_distance,
+)
 from am.metrics.importance import TiltedEstimate, tilted_expectation
 
 __all__ = [
+    "Diversity",
+    "Realism",
+    "classwise_frechet",
+    "frechet_distance",
+    "gaussian_frechet_distance",
+    "grouped_diversity",
+    "mean_pairwise_distance",
     "TiltedEstimate",
     "tilted_expectation",
     "METRICS",
