@@ -8,3 +8,4 @@ rule all:
         rules.table.output,
         rules.comparison.output,
         expand(f"{RESULTS}/figure2_{{problem}}.{{ext}}", problem=FIG2_PROBLEMS, ext=["png", "pdf"]),
+        DIGITS_OUTPUTS,

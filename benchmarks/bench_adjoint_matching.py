@@ -1,6 +1,8 @@
 """Cost of one Adjoint Matching iteration against sampling and against its pass-count floor.
 
-Run: ``python benchmarks/bench_adjoint_matching.py`` (``--help`` for sizes). Prints, measured
+Run: ``python benchmarks/bench_adjoint_matching.py`` (``--help`` for sizes; ``--model digits``
+for the digits benchmark's class-conditional UNet, batch 40, instead of the d = 64 MLP). Prints,
+measured
 side by side in one process (each figure timed once in each of ``--rounds`` rounds, all of them
 in turn within a round; a ratio is taken within each round, then its median and range over the
 rounds are printed, so that the machine's drift in speed cancels):
@@ -40,6 +42,7 @@ from dataclasses import replace
 import torch
 from _timing import interleaved, paired
 
+from am.conditions import ClassLabels, bind_reward, bind_velocity
 from am.control_variate import AntitheticCorrections, adjoint_estimate, antithetic_corrections
 from am.diffusion import MemorylessDiffusion
 from am.loss import StepSubset
@@ -50,43 +53,65 @@ from am.schedules import FlowMatchingSchedule
 from am.sde import EulerMaruyama, sample, simulate, uniform_grid
 
 
-def build(dim: int, hidden: int, K: int, subset: StepSubset):
+def build(spec: str, dim: int, hidden: int, K: int, subset: StepSubset, batch: int):
+    """``spec="mlp"``: a ``TimeMLP(dim, hidden, 3)`` base, quadratic reward, vectors ``[dim]``;
+    ``"digits"``: the digits benchmark's class-conditional UNet (random weights: the cost does
+    not depend on them) and its classifier reward, images ``[1, 8, 8]``. The base, model and
+    reward come back bound to one batch of labels, for the floor's passes timed on their own."""
     torch.manual_seed(0)
-    base = TimeMLP(dim, hidden, 3).requires_grad_(False)
+    conditions, cond = None, None
+    if spec == "mlp":
+        base = TimeMLP(dim, hidden, 3).requires_grad_(False)
+        reward = QuadraticReward(torch.ones(dim), torch.eye(dim))
+        shape = (dim,)
+    else:
+        from am.models.unet import UNetVelocity, digits_unet
+        from am.problems.digits import ClassifierReward, DigitsCNN
+
+        base = UNetVelocity(digits_unet()).requires_grad_(False)
+        reward = ClassifierReward(DigitsCNN(), temperature=10.0)
+        shape = (1, 8, 8)
+        conditions = ClassLabels(10)
+        cond = torch.arange(batch) % 10
     model = finetunable_copy(base)
-    reward = QuadraticReward(torch.ones(dim), torch.eye(dim))
     problem = FineTuningProblem(
         base=base,
         reward=reward,
         schedule=FlowMatchingSchedule(),
-        sample_shape=(dim,),
+        sample_shape=shape,
         reward_scale=1.0,
+        conditions=conditions,
     )
     method = AdjointMatching(AdjointMatchingConfig(num_steps=K, steps=subset), problem)
-    return base, model, reward, problem, method
+    bound = (bind_velocity(base, cond), bind_velocity(model, cond), bind_reward(reward, cond))
+    return *bound, model, problem, method, shape
 
 
-def time_ratios(dim, hidden, batch, K, rounds) -> dict:
+def time_ratios(spec, dim, hidden, batch, K, rounds) -> dict:
     subset = StepSubset("paper", num_random=K // 4, num_last=K // 4)
-    base, model, reward, problem, method = build(dim, hidden, K, subset)
+    base, model, reward, trained, problem, method, shape = build(
+        spec, dim, hidden, K, subset, batch
+    )
     M = subset.select(K, torch.Generator().manual_seed(0)).numel()
-    x = torch.randn(batch, dim)
+    x = torch.randn(batch, *shape)
     t = torch.full((batch,), 0.5)
-    xm = torch.randn(M * batch, dim)
+    xm = torch.randn(M * batch, *shape)
     tm = torch.rand(M * batch)
+    cond = None if problem.conditions is None else torch.arange(batch) % 10
 
     cv_method = AdjointMatching(replace(method.config, control_variate="antithetic"), problem)
 
     def iteration(m=method):
-        out = m.loss(model, batch_size=batch, generator=torch.Generator().manual_seed(1))
+        out = m.loss(trained, batch_size=batch, generator=torch.Generator().manual_seed(1))
         out.loss.backward()
-        model.zero_grad(set_to_none=True)
+        trained.zero_grad(set_to_none=True)
 
     def sampling():
         sample(
-            model,
+            trained,
             batch,
-            (dim,),
+            shape,
+            cond=cond,
             schedule=problem.schedule,
             num_steps=K,
             diffusion=MemorylessDiffusion(problem.schedule),
@@ -110,7 +135,7 @@ def time_ratios(dim, hidden, batch, K, rounds) -> dict:
 
     def regression():
         model(xm, tm).square().sum().backward()
-        model.zero_grad(set_to_none=True)
+        trained.zero_grad(set_to_none=True)
 
     def reward_grad():
         xg = x.clone().requires_grad_(True)
@@ -119,7 +144,7 @@ def time_ratios(dim, hidden, batch, K, rounds) -> dict:
     # the increments alone, on one trajectory: g at both points vs the reusing form
     traj = simulate(
         model,
-        torch.randn(batch, dim, generator=torch.Generator().manual_seed(2)),
+        torch.randn(batch, *shape, generator=torch.Generator().manual_seed(2)),
         schedule=problem.schedule,
         times=uniform_grid(K),
         diffusion=MemorylessDiffusion(problem.schedule),
@@ -183,10 +208,11 @@ def time_ratios(dim, hidden, batch, K, rounds) -> dict:
     }
 
 
-def peak_memory_child(dim, hidden, batch, K) -> dict:
+def peak_memory_child(spec, dim, hidden, batch, K) -> dict:
     # The paper's subset: 10 random steps of the first 75 % plus the last 10, M = 20 at every K,
     # so the regression's graph is the same size and only the stored states grow with K.
-    _, model, _, _, method = build(dim, hidden, K, StepSubset("paper"))
+    *_, model, _, method, shape = build(spec, dim, hidden, K, StepSubset("paper"), batch)
+    numel = torch.Size(shape).numel()
     page = os.sysconf("SC_PAGE_SIZE")
 
     def rss() -> int:
@@ -212,7 +238,7 @@ def peak_memory_child(dim, hidden, batch, K) -> dict:
     iteration()
     done.set()
     th.join()
-    stored = 4 * (K + 1) * batch * dim * 4  # states, noises, adjoints, base velocities (float32)
+    stored = 4 * (K + 1) * batch * numel * 4  # states, noises, adjoints, base velocities (fp32)
     return {"K": K, "peak_mib": (max(peak[0], rss()) - base) / 2**20, "stored_mib": stored / 2**20}
 
 
@@ -220,21 +246,28 @@ def main() -> None:
     ap = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
+    ap.add_argument("--model", choices=["mlp", "digits"], default="mlp")
     ap.add_argument("--dim", type=int, default=64)
     ap.add_argument("--hidden", type=int, default=256)
-    ap.add_argument("--batch", type=int, default=256)
+    ap.add_argument("--batch", type=int, default=None, help="default 256 (mlp), 40 (digits)")
     ap.add_argument("--steps", type=int, default=40)
     ap.add_argument("--memory-steps", type=int, nargs="+", default=[10, 40, 100, 200])
     ap.add_argument("--rounds", type=int, default=15, help="interleaved timing rounds")
     ap.add_argument("--child", type=int, default=None, help=argparse.SUPPRESS)
     args = ap.parse_args()
+    if args.batch is None:
+        args.batch = 256 if args.model == "mlp" else 40
     torch.set_num_threads(1)
     if args.child is not None:
-        print(json.dumps(peak_memory_child(args.dim, args.hidden, args.batch, args.child)))
+        child = peak_memory_child(args.model, args.dim, args.hidden, args.batch, args.child)
+        print(json.dumps(child))
         return
 
-    print(f"MLP velocity d={args.dim}, hidden={args.hidden}, batch={args.batch}, 1 thread, CPU")
-    r = time_ratios(args.dim, args.hidden, args.batch, args.steps, args.rounds)
+    if args.model == "mlp":
+        print(f"MLP velocity d={args.dim}, hidden={args.hidden}, batch={args.batch}, 1 thread, CPU")
+    else:
+        print(f"digits UNet2DModel (16, 32), class-conditional, batch={args.batch}, 1 thread, CPU")
+    r = time_ratios(args.model, args.dim, args.hidden, args.batch, args.steps, args.rounds)
     print(
         f"\n[time] K={r['K']} steps, loss on M={r['M']} of them; every figure timed in each of "
         f"{r['rounds']} interleaved rounds,\n       ratios per round: median (min-max over rounds)"
@@ -278,6 +311,8 @@ def main() -> None:
             __file__,
             "--child",
             str(K),
+            "--model",
+            args.model,
             "--dim",
             str(args.dim),
             "--hidden",

@@ -7,6 +7,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
+import pandas as pd
 import pytest
 import torch
 import yaml
@@ -93,6 +95,16 @@ def test_workflow_smoke_grid(tmp_path):
         "pareto.png",
     ):
         assert (tmp_path / "results" / name).stat().st_size > 0
+    # the digits benchmark: every row of the grid, the base rows and the reference, finite
+    digits = pd.read_csv(tmp_path / "results" / "digits" / "table.csv")
+    assert set(digits["row"]) == {
+        "base", "base + CFG w=2", "reference (IS)", "adjoint_matching", "draft", "grpo", "dpo",
+    }  # fmt: skip
+    finished = digits[digits["diverged"] == 0]
+    assert np.isfinite(finished[["reward", "heldout", "diversity"]].to_numpy()).all()
+    assert np.isfinite(finished.loc[~finished["row"].str.startswith("ref"), "realism"]).all()
+    for name in ("table.md", "pareto.png", "pareto.pdf", "samples.png"):
+        assert (tmp_path / "results" / "digits" / name).stat().st_size > 0
     ev = json.loads(
         (tmp_path / "runs_smoke/gmm1d_linear/lam1/adjoint_matching/seed0/eval.json").read_text()
     )

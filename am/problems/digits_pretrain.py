@@ -139,9 +139,12 @@ def _cached_classifier(
     return net
 
 
-def digits_assets(cache: str | Path, cfg: PretrainConfig = PretrainConfig()) -> DigitsAssets:
+def digits_assets(
+    cache: str | Path, cfg: PretrainConfig = PretrainConfig(), *, reward_temperature: float = 10.0
+) -> DigitsAssets:
     """Every network of the benchmark, trained into ``cache`` on first use and loaded after.
-    A cache written with another config is refused (its ``config.json`` is compared)."""
+    A cache written with another config is refused (its ``pretrain_config.json`` is compared).
+    ``reward_temperature``: the reward's ``T`` (:class:`ClassifierReward`)."""
     cache = Path(cache)
     cache.mkdir(parents=True, exist_ok=True)
     record = cache / "pretrain_config.json"
@@ -177,7 +180,7 @@ def digits_assets(cache: str | Path, cfg: PretrainConfig = PretrainConfig()) -> 
     }
     return DigitsAssets(
         base=base.requires_grad_(False).eval(),
-        reward=ClassifierReward(reward_net),
+        reward=ClassifierReward(reward_net, reward_temperature),
         heldout=heldout.requires_grad_(False),
         embedding=embedding.requires_grad_(False),
         test=test,

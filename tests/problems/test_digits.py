@@ -36,14 +36,16 @@ def test_split_is_fixed_stratified_and_disjoint():
 
 def test_classifier_reward_is_log_probability_with_exact_gradient():
     torch.manual_seed(0)
-    reward = ClassifierReward(DigitsCNN().double())
+    reward = ClassifierReward(DigitsCNN().double(), temperature=3.0)
     x = torch.randn(3, 1, 8, 8, dtype=torch.float64, requires_grad=True)
     labels = torch.tensor([0, 4, 9])
     r = reward(x, labels)
-    expected = torch.log_softmax(reward.classifier(x), -1)[torch.arange(3), labels]
+    expected = torch.log_softmax(reward.classifier(x) / 3.0, -1)[torch.arange(3), labels]
     torch.testing.assert_close(r, expected)
     assert torch.autograd.gradcheck(lambda x: reward(x, labels), (x,))
     assert not any(p.requires_grad for p in reward.parameters())
+    with pytest.raises(ValueError, match="temperature"):
+        ClassifierReward(DigitsCNN(), temperature=0.0)
 
 
 def test_unet_velocity_round_trips_through_save_pretrained(tmp_path):
@@ -88,3 +90,18 @@ def test_adjoint_matching_runs_on_the_digits_unet(tmp_path):
         for p, q in zip(result.model.parameters(), a.base.parameters(), strict=True)
     ]
     assert max(moved) > 0
+
+
+def test_reference_at_lambda_zero_is_the_plain_average(tmp_path):
+    """With ``lambda = 0`` every importance weight is equal: the reference is the base samples'
+    own scores (equal counts per class, so class-averaged = pooled)."""
+    from am.problems.digits_eval import generate, scores, tilted_reference
+
+    a = digits_assets(tmp_path, TINY)
+    x, labels = generate(a.base, per_class=6, num_steps=3, diffusion="memoryless", seed=0)
+    ref, plain = tilted_reference(x, labels, a, 0.0), scores(x, labels, a)
+    assert ref["ess_min"] == pytest.approx(6) and ref["n_per_class"] == 6
+    for key in ("reward", "heldout", "heldout_acc", "diversity"):
+        assert ref[key] == pytest.approx(plain[key], rel=1e-5), key
+    tilted = tilted_reference(x, labels, a, 5.0)
+    assert tilted["reward"] > ref["reward"] and tilted["ess_min"] < 6

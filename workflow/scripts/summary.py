@@ -2,9 +2,9 @@
 
     python -m workflow.scripts.summary [RESULTS_DIR]
 
-prints two Markdown tables: Theorem 1 (distance to the exact tilt over the noise floor, memoryless
-against constant sigma) from ``ground_truth.csv``, and the method comparison at lambda = 1 from
-``comparison.csv``. ``tests/test_readme.py`` checks that the README shows exactly what this prints,
+prints three Markdown tables: Theorem 1 (distance to the exact tilt over the noise floor,
+memoryless against constant sigma) from ``ground_truth.csv``, the method comparison at lambda = 1
+from ``comparison.csv``, and the digits benchmark at lambda = 10 from ``digits/table.csv``. ``tests/test_readme.py`` checks that the README shows exactly what this prints,
 so the README's numbers are regenerated with the tables, never edited by hand.
 """
 
@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pandas as pd
 
-__all__ = ["theorem1_table", "methods_table", "summary"]
+__all__ = ["theorem1_table", "methods_table", "digits_table", "summary"]
 
 THEOREM1_COLUMNS = {
     ("adjoint_matching", "ode"): "memoryless, ODE sampling",
@@ -71,12 +71,38 @@ def methods_table(comparison: pd.DataFrame, reward_scale: float = 1.0) -> str:
     return "\n".join(lines)
 
 
+def _pm(value: float, se: float, digits: int) -> str:
+    return f"{value:.{digits}f} ± {se:.{digits}f}"
+
+
+def digits_table(table: pd.DataFrame, reward_scale: float = 10.0) -> str:
+    """Rows: the base (and its guided versions), the importance-sampling reference and every
+    method at ``reward_scale``; columns: the four metrics with their standard errors."""
+    rows = table[table.row.str.startswith("base") | (table.reward_scale == reward_scale)]
+    head = ["consistency (reward)", "held-out accuracy", "diversity", "realism (FD)"]
+    lines = ["| | " + " | ".join(head) + " |", "|---" * (len(head) + 1) + "|"]
+    for _, r in rows.iterrows():
+        name = r.row if r.row.startswith("base") else f"`{r.row}`"
+        if r.row == "reference (IS)":
+            name = f"exact tilt (IS estimate, ESS {r.ess_min:.0f} of {r.n_per_class:.0f})"
+        cells = [
+            _pm(r.reward, r.reward_se, 3),
+            _pm(r.heldout_acc, r.heldout_acc_se, 3),
+            _pm(r.diversity, r.diversity_se, 1),
+            "" if pd.isna(r.realism) else _pm(r.realism, r.realism_se, 0),
+        ]
+        lines.append(f"| {name} | " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
 def summary(results_dir: str | Path) -> str:
     results_dir = Path(results_dir)
     return (
         theorem1_table(pd.read_csv(results_dir / "ground_truth.csv"))
         + "\n\n"
         + methods_table(pd.read_csv(results_dir / "comparison.csv"))
+        + "\n\n"
+        + digits_table(pd.read_csv(results_dir / "digits" / "table.csv"))
         + "\n"
     )
 
