@@ -8,12 +8,13 @@ tilts are computed in float64 and returned in the mixture's dtype.
 
 from __future__ import annotations
 
-from typing import Protocol, runtime_checkable
+from typing import TYPE_CHECKING, Protocol, runtime_checkable
 
 import torch
 from torch import Tensor, nn
 
-from am.problems.gaussian_mixture import GaussianMixture
+if TYPE_CHECKING:  # a runtime import would close a cycle: am.problems imports these rewards
+    from am.problems.gaussian_mixture import GaussianMixture
 
 __all__ = ["Reward", "LinearReward", "QuadraticReward"]
 
@@ -35,6 +36,8 @@ def _reweighted(mixture: GaussianMixture, means: Tensor, covs: Tensor, log_w: Te
     large ``scale`` cannot overflow ``exp``."""
     weights = torch.softmax(log_w, dim=0)
     dtype = mixture.means.dtype
+    from am.problems.gaussian_mixture import GaussianMixture
+
     return GaussianMixture(weights.to(dtype), means.to(dtype), covs.to(dtype))
 
 

@@ -1,0 +1,28 @@
+"""Every subpackage imports on its own in a fresh interpreter (no import cycle depends on what
+was imported first), and ``import am`` keeps the heavy optional stacks off its path."""
+
+import subprocess
+import sys
+
+import pytest
+
+PACKAGES = [
+    "am", "am.conditions", "am.metrics", "am.methods", "am.models", "am.problems",
+    "am.rewards", "am.schedules", "baselines", "amcli",
+]  # fmt: skip
+
+
+@pytest.mark.parametrize("name", PACKAGES)
+def test_imports_alone(name):
+    out = subprocess.run([sys.executable, "-c", f"import {name}"], capture_output=True, text=True)
+    assert out.returncode == 0, out.stderr[-2000:]
+
+
+def test_import_am_leaves_optional_stacks_alone():
+    code = (
+        "import sys, am, am.problems, am.models, am.metrics, baselines\n"
+        "heavy = {'diffusers', 'sklearn', 'transformers', 'open_clip', 'peft', 'accelerate'}\n"
+        "print(sorted(heavy & set(sys.modules)))"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "[]"
