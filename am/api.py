@@ -111,6 +111,7 @@ def finetune(
     sample_shape: tuple[int, ...],
     reward_scale: float,
     conditions=None,
+    null_condition=None,
     method: type[Method] = AdjointMatching,
     config=None,
     model: nn.Module | None = None,
@@ -126,7 +127,9 @@ def finetune(
     ``reward``: ``x [B, *sample_shape] -> [B]``, differentiable; ``schedule``: the base's
     reference path (``am.FlowMatchingSchedule()`` for a flow-matching model). ``conditions``:
     for a conditional base ``(x, t, cond)`` and reward ``(x, cond)``, the sampler of the
-    conditions to fine-tune on (e.g. ``am.conditions.ClassLabels(10)``; :mod:`am.conditions`).
+    conditions to fine-tune on (e.g. ``am.conditions.ClassLabels(10)``; :mod:`am.conditions`);
+    ``null_condition``: the "no condition" row of classifier-free guidance, for
+    ``config={"rollout_guidance": w}``.
     ``method``: a method class (default :class:`am.methods.AdjointMatching`; the baselines in
     ``baselines.METHODS``); ``config``: its config (an instance, a dict of fields over the
     recommended ones, or ``None`` for ``method.recommended_config()``).
@@ -149,6 +152,7 @@ def finetune(
         sample_shape=tuple(sample_shape),
         reward_scale=reward_scale,
         conditions=conditions,
+        null_condition=null_condition,
     )
     if not (isinstance(method, type) and issubclass(method, Method)):
         if hasattr(method, "__dataclass_fields__"):

@@ -150,6 +150,7 @@ def run(cfg: DigitsConfig, *, method: str, reward_scale: float, seed: int, run_d
             sample_shape=(1, 8, 8),
             reward_scale=reward_scale,
             conditions=ClassLabels(10),
+            null_condition=torch.tensor([10]),  # the UNet's "no class" (guided rollouts)
             train=train,
             run_dir=run_dir,
             progress=False,

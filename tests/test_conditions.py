@@ -139,3 +139,68 @@ def test_conditional_adjoint_matching_lands_on_every_class_target():
         base, target = gt.bases[c].mean(), gt.targets[c].mean()
         error = (x[labels == c].mean(0) - target).norm()
         assert error < 0.15 * (base - target).norm(), (c, error, (base - target).norm())
+
+
+class Recorder(torch.nn.Module):
+    """A conditional velocity that records the labels of every call."""
+
+    def __init__(self, f):
+        super().__init__()
+        self.f, self.calls = f, []
+
+    def forward(self, x, t, labels):
+        self.calls.append((labels.clone(), torch.is_grad_enabled()))
+        return self.f(x, t, labels)
+
+
+NULL = torch.tensor([3])  # TimeMLP(num_classes=3): label 3 is "no class"
+
+
+def _guided_problem(null=NULL):
+    from am.methods import FineTuningProblem
+
+    torch.manual_seed(0)
+    gt = make_conditional_problem("cgmm2d", FM, 1.0)
+    # a network base: unlike the exact per-class velocity it has a "no class" (label 3)
+    base = Recorder(TimeMLP(2, 8, 2, num_classes=3).requires_grad_(False))
+    model = am.models.ResidualVelocity(base, Recorder(TimeMLP(2, 8, 2, num_classes=3)))
+    prob = FineTuningProblem(
+        base=base, reward=gt.reward, schedule=FM, sample_shape=(2,), reward_scale=1.0,
+        conditions=ClassLabels(3), null_condition=null,
+    )  # fmt: skip
+    return prob, model, base
+
+
+@pytest.mark.parametrize("control_variate", ["none", "antithetic"])
+def test_rollout_guidance_guides_the_rollouts_only(control_variate):
+    """The authors' Stable Diffusion setting: the fine-tuned model is guided in the rollouts
+    (its null label appears there), never in the adjoint's base calls or the regression."""
+    prob, model, base = _guided_problem()
+    cfg = am.AdjointMatchingConfig(
+        num_steps=4, rollout_guidance=3.0, control_variate=control_variate
+    )
+    out = am.AdjointMatching(cfg, prob).loss(model, batch_size=6, generator=torch.Generator())
+    assert torch.isfinite(out.loss)
+    net_calls = model.net.calls
+    guided = [labels for labels, grad in net_calls if (labels == 3).any()]
+    # one guided call per rollout step, on [x; x] with [labels; null]; no other call sees null
+    assert len(guided) == 4
+    assert all((labels[6:] == 3).all() and not (labels[:6] == 3).any() for labels in guided)
+    regression = [labels for labels, grad in net_calls if grad]
+    assert len(regression) == 1 and not (regression[0] == 3).any()
+    assert sum((labels == 3).any() for labels, _ in base.calls) == 4  # the residual's base only
+
+
+def test_rollout_guidance_one_is_the_plain_method_and_needs_a_null_condition():
+    prob, model, _ = _guided_problem()
+    g = lambda: torch.Generator().manual_seed(0)  # noqa: E731
+    plain = am.AdjointMatching(am.AdjointMatchingConfig(num_steps=4), prob)
+    one = am.AdjointMatching(am.AdjointMatchingConfig(num_steps=4, rollout_guidance=1.0), prob)
+    a = plain.loss(model, batch_size=6, generator=g()).loss
+    b = one.loss(model, batch_size=6, generator=g()).loss
+    assert torch.equal(a, b)
+    prob_without, _, _ = _guided_problem(null=None)
+    with pytest.raises(ValueError, match="null_condition"):
+        am.AdjointMatching(am.AdjointMatchingConfig(rollout_guidance=2.0), prob_without)
+    with pytest.raises(ValueError, match="rollout_guidance"):
+        am.AdjointMatchingConfig(rollout_guidance=-1.0)

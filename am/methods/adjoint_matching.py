@@ -22,10 +22,12 @@ import torch
 from torch import nn
 
 from am.adjoint import full_adjoint, lean_adjoint, terminal_adjoint
+from am.conditions import bind_velocity
 from am.control_variate import AntitheticCorrections
 from am.diffusion import make_diffusion
 from am.loss import WEIGHTINGS, StepSubset, adjoint_matching_loss
 from am.methods.base import FineTuningProblem, LossOutput, Method, model_dtype_device
+from am.models.guidance import GuidedVelocity
 from am.sde import control_coefficient, make_stepper, simulate, warped_grid
 
 __all__ = ["AdjointMatchingConfig", "AdjointMatching", "CONTROL_VARIATES"]
@@ -43,7 +45,12 @@ class AdjointMatchingConfig:
     (:mod:`am.control_variate`); ``grid_warp``: the rollout grid, :func:`am.sde.warped_grid`
     (0 = uniform, the paper; ``> 0`` spends the K steps mid-way). On a non-uniform grid each
     loss term is weighted by ``h_k / mean(h)`` so that the loss stays an estimate of the time
-    integral (the weight moves no fixed point)."""
+    integral (the weight moves no fixed point). ``rollout_guidance``: classifier-free guidance
+    weight ``w`` of the fine-tuned model in the rollouts only, as the authors' Stable Diffusion
+    code does (``w = 7.5`` there): the lean adjoint and the regression stay unguided and
+    conditional; ``1`` = no guidance, the setting the paper's theory covers. With ``w != 1`` the
+    rollouts do not follow the model being regressed, so the fixed point is no longer the
+    tilt of ``p_base``; needs a conditional problem with a ``null_condition``."""
 
     num_steps: int = 40
     stepper: str = "euler_maruyama"
@@ -54,6 +61,7 @@ class AdjointMatchingConfig:
     weighting: str = "uniform"
     control_variate: str = "none"
     grid_warp: float = 0.0
+    rollout_guidance: float = 1.0
 
     def __post_init__(self):
         if (
@@ -93,6 +101,14 @@ class AdjointMatchingConfig:
             warped_grid(1, self.grid_warp)  # the grid's own check, one place
         except ValueError as e:
             raise ValueError(f"grid_warp: {e}") from None
+        if (
+            isinstance(self.rollout_guidance, bool)
+            or not isinstance(self.rollout_guidance, (int, float))
+            or not self.rollout_guidance >= 0
+        ):
+            raise ValueError(
+                f"rollout_guidance must be a number >= 0, got {self.rollout_guidance!r}"
+            )
         if not isinstance(self.steps, StepSubset):
             raise ValueError(f"steps must be a StepSubset, got {type(self.steps).__name__}")
 
@@ -115,6 +131,13 @@ class AdjointMatching(Method):
         super().__init__(config, problem)
         self.stepper = make_stepper(config.stepper)
         self.diffusion = make_diffusion(config.diffusion, problem.schedule)
+        if config.rollout_guidance != 1 and (
+            problem.conditions is None or problem.null_condition is None
+        ):
+            raise ValueError(
+                "rollout_guidance needs a conditional problem with a null_condition "
+                "(the 'no condition' of classifier-free guidance, e.g. torch.tensor([num_classes]))"
+            )
 
     def loss(self, model: nn.Module, *, batch_size: int, generator: torch.Generator) -> LossOutput:
         cfg, prob = self.config, self.problem
@@ -125,17 +148,23 @@ class AdjointMatching(Method):
         x0 = torch.randn(
             (batch_size, *prob.sample_shape), generator=generator, dtype=dtype, device=device
         )
+        guided = cfg.rollout_guidance != 1
+        rollout_model = c.model
+        if guided:  # CFG in the rollouts only; the adjoint and the regression stay unguided
+            w, null = cfg.rollout_guidance, prob.null_condition
+            rollout_model = bind_velocity(GuidedVelocity(model, w, null), c.cond)
 
         # 1. Rollout of the current model, frozen (no graph).
         traj = simulate(
-            c.model,
+            rollout_model,
             x0,
             schedule=prob.schedule,
             times=times,
             diffusion=self.diffusion,
             stepper=self.stepper,
             generator=generator,
-            keep_velocities=cfg.control_variate == "antithetic",  # the control variate reuses them
+            # the control variate reuses them, unless they are the guided ones
+            keep_velocities=cfg.control_variate == "antithetic" and not guided,
         )
         # 2. Adjoint backwards from a_K = -lambda grad r(X_K), down to the first step used.
         terminal, rewards = terminal_adjoint(c.reward, traj.final, prob.reward_scale)

@@ -70,7 +70,8 @@ class FineTuningProblem:
     (``(x, cond)``), differentiable; ``schedule``: the base's reference path; ``sample_shape``:
     shape of one sample (no batch dim); ``conditions``: ``None`` (unconditional) or a sampler
     ``(batch_size, generator, *, group=1) -> cond`` (:class:`am.conditions.ConditionSampler`),
-    the distribution of prompts the fine-tuning averages over.
+    the distribution of prompts the fine-tuning averages over; ``null_condition``: the "no
+    condition" of classifier-free guidance as one row (only for guided rollouts).
     """
 
     base: Velocity
@@ -79,6 +80,7 @@ class FineTuningProblem:
     sample_shape: tuple[int, ...]
     reward_scale: float
     conditions: object = None
+    null_condition: object = None
 
     def condition(
         self, model: Velocity, *, batch_size: int, generator: torch.Generator, group: int = 1
