@@ -22,6 +22,7 @@ from torch import nn
 from tqdm.auto import tqdm
 
 from am.methods.base import Method
+from am.reuse import RolloutReuse
 
 __all__ = ["TrainConfig", "Trainer", "NonFiniteError", "iteration_generator", "load_weights"]
 
@@ -36,7 +37,11 @@ class TrainConfig:
     (``constant`` or ``cosine`` decay to 0 over ``iterations``); ``grad_clip`` (global
     norm, ``None`` = off); ``ema_decay`` (``None`` = no EMA; warmed up,
     :meth:`Trainer.ema_decay_at`); ``checkpoint_every`` iterations (0 = only at the end);
-    ``log_every``; ``seed``."""
+    ``log_every``; ``seed``. ``updates_per_rollout``: optimiser steps per batch of
+    ``batch_size`` rollouts (1: a fresh batch every step; more: :mod:`am.reuse`), each on
+    ``minibatch`` stored rollouts (default ``batch_size``); ``updates_per_rollout * minibatch``
+    must be a multiple of ``batch_size`` (each rollout is then served that many times over).
+    ``iterations`` counts optimiser steps."""
 
     iterations: int = 1000
     batch_size: int = 256
@@ -49,9 +54,12 @@ class TrainConfig:
     checkpoint_every: int = 0
     log_every: int = 1
     seed: int = 0
+    updates_per_rollout: int = 1
+    minibatch: int | None = None
 
     def __post_init__(self):
-        for key in ("iterations", "batch_size", "checkpoint_every", "log_every", "seed"):
+        keys = ("iterations", "batch_size", "checkpoint_every", "log_every", "seed")
+        for key in (*keys, "updates_per_rollout"):
             val = getattr(self, key)
             if isinstance(val, bool) or not isinstance(val, int):
                 raise ValueError(f"train.{key} must be an integer, got {val!r}")
@@ -73,6 +81,23 @@ class TrainConfig:
             raise ValueError(f"train.weight_decay must be >= 0, got {self.weight_decay!r}")
         if self.grad_clip is not None and not self.grad_clip > 0:
             raise ValueError(f"train.grad_clip must be > 0 or null, got {self.grad_clip!r}")
+        if self.updates_per_rollout < 1:
+            raise ValueError(
+                f"train.updates_per_rollout must be >= 1, got {self.updates_per_rollout}"
+            )
+        mb = self.minibatch
+        if mb is not None and (isinstance(mb, bool) or not isinstance(mb, int) or mb < 1):
+            raise ValueError(f"train.minibatch must be a positive integer or null, got {mb!r}")
+        if mb is not None and mb > self.batch_size:
+            raise ValueError(
+                f"train.minibatch ({mb}) must be <= train.batch_size ({self.batch_size})"
+            )
+        if (self.updates_per_rollout * (mb or self.batch_size)) % self.batch_size:
+            raise ValueError(
+                "train.updates_per_rollout * train.minibatch must be a multiple of "
+                f"train.batch_size (so that every rollout is served equally often), got "
+                f"{self.updates_per_rollout} * {mb} and {self.batch_size}"
+            )
         if self.ema_decay is not None and not 0 < self.ema_decay < 1:
             raise ValueError(f"train.ema_decay must be in (0, 1) or null, got {self.ema_decay!r}")
 
@@ -165,6 +190,15 @@ class Trainer:
             [p.detach().clone() for p in self.params] if config.ema_decay is not None else None
         )
         self.iteration = 0
+        self.reuse = None
+        if config.updates_per_rollout > 1:
+            self.reuse = RolloutReuse(
+                method,
+                batch_size=config.batch_size,
+                updates=config.updates_per_rollout,
+                minibatch=config.minibatch or config.batch_size,
+                seed=config.seed,
+            )
         self.run_dir = Path(run_dir) if run_dir is not None else None
         if self.run_dir is not None:
             self.run_dir.mkdir(parents=True, exist_ok=True)
@@ -183,6 +217,7 @@ class Trainer:
             "torch_rng": torch.get_rng_state(),
             "config": asdict(self.config),
             "method_config": asdict(self.method.config),
+            "reuse": None if self.reuse is None else self.reuse.state_dict(),
         }
 
     def save_checkpoint(self) -> None:
@@ -220,6 +255,8 @@ class Trainer:
                 e.copy_(s)
         torch.set_rng_state(state["torch_rng"])
         self.iteration = int(state["iteration"])
+        if self.reuse is not None and state.get("reuse") is not None:
+            self.reuse.load_state_dict(state["reuse"])
         self._truncate_log()
         return True
 
@@ -271,9 +308,13 @@ class Trainer:
         the parameters if the loss or gradient is not finite."""
         cfg = self.config
         device = self.params[0].device
-        gen = iteration_generator(cfg.seed, self.iteration, device)
         t0 = time.perf_counter()
-        out = self.method.loss(self.model, batch_size=cfg.batch_size, generator=gen)
+        if self.reuse is None:
+            gen = iteration_generator(cfg.seed, self.iteration, device)
+            out = self.method.loss(self.model, batch_size=cfg.batch_size, generator=gen)
+        else:  # the round's generator: its rollouts are drawn once, at its first step
+            gen = iteration_generator(cfg.seed, self.iteration // cfg.updates_per_rollout, device)
+            out = self.reuse.loss(self.model, self.iteration, gen)
         if not torch.isfinite(out.loss):
             raise NonFiniteError(self._nan_message("loss"))
         self.optimizer.zero_grad(set_to_none=True)

@@ -49,6 +49,7 @@ class DiscreteAdjoint(Method):
     """Minimise the discretised SOC objective by autograd through the memoryless SDE."""
 
     name = "discrete_adjoint"
+    no_reuse_reason = "it backpropagates through the whole rollout of the current model"
     config_class = DiscreteAdjointConfig
 
     def __init__(self, config: DiscreteAdjointConfig, problem: FineTuningProblem):

@@ -55,6 +55,7 @@ class OnlineDPO(RolloutMethod):
     """Pairwise preference optimisation on denoising errors against the frozen base."""
 
     name = "dpo"
+    no_reuse_reason = "online DPO ranks fresh samples of the current model; reusing them would make it offline DPO, which is not implemented"
     config_class = DPOConfig
 
     def denoising_errors(

@@ -53,6 +53,7 @@ class DRaFT(RolloutMethod):
     """Reward maximisation by backpropagation through the last K sampling steps."""
 
     name = "draft"
+    no_reuse_reason = "its gradient flows through the last sampling steps of the current model, which a stored rollout (no graph) cannot give"
     config_class = DRaFTConfig
 
     def loss(self, model: nn.Module, *, batch_size: int, generator: torch.Generator) -> LossOutput:

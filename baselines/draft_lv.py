@@ -41,6 +41,7 @@ class DRaFTLV(RolloutMethod):
     """Last-step reward gradient averaged over several re-noisings of each sample."""
 
     name = "draft_lv"
+    no_reuse_reason = "its reward gradient is taken through one step of the current model from its own fresh samples (on-policy); a stored-sample variant is not implemented"
     config_class = DRaFTLVConfig
     stepper = EulerMaruyama()
 

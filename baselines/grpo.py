@@ -70,6 +70,7 @@ class FlowGRPO(RolloutMethod):
     """Group-normalised PPO-style policy gradient with a KL penalty to the base."""
 
     name = "grpo"
+    no_reuse_reason = "reusing a batch needs the PPO ratio and clipping against the policy that drew it (this trainer takes one step per batch, where the ratio is 1); not implemented"
     config_class = GRPOConfig
 
     stepper = EulerMaruyama()

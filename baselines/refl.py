@@ -50,6 +50,9 @@ class ReFL(RolloutMethod):
     """Reward of a one-step endpoint prediction at a random late step."""
 
     name = "refl"
+    no_reuse_reason = (
+        "its gradient flows through the current model's one-step prediction from its own rollout"
+    )
     config_class = ReFLConfig
 
     def loss(self, model: nn.Module, *, batch_size: int, generator: torch.Generator) -> LossOutput:

@@ -16,13 +16,13 @@ gradient equals the continuous adjoint method's, Eqs. 21-22). ``diffusion`` othe
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 
 import torch
-from torch import nn
+from torch import Tensor, nn
 
 from am.adjoint import full_adjoint, lean_adjoint, terminal_adjoint
-from am.conditions import bind_velocity
+from am.conditions import Condition, bind_velocity, take
 from am.control_variate import AntitheticCorrections
 from am.diffusion import make_diffusion
 from am.loss import WEIGHTINGS, StepSubset, adjoint_matching_loss
@@ -30,7 +30,7 @@ from am.methods.base import FineTuningProblem, LossOutput, Method, model_dtype_d
 from am.models.guidance import GuidedVelocity
 from am.sde import control_coefficient, make_stepper, simulate, warped_grid
 
-__all__ = ["AdjointMatchingConfig", "AdjointMatching", "CONTROL_VARIATES"]
+__all__ = ["AdjointMatchingConfig", "AdjointMatching", "CONTROL_VARIATES", "StoredRollouts"]
 
 CONTROL_VARIATES = ("none", "antithetic")
 
@@ -113,11 +113,52 @@ class AdjointMatchingConfig:
             raise ValueError(f"steps must be a StepSubset, got {type(self.steps).__name__}")
 
 
+@dataclass(frozen=True)
+class StoredRollouts:
+    """What the regression needs from one batch of rollouts, on the ``M`` chosen steps:
+    ``states``, ``base_velocity`` (``v_base(X_k)``, from the adjoint pass) and ``target``
+    (``-sigma_k a_k``) ``[M, B, *shape]``; ``times``, ``sigmas``, ``weights`` ``[M]``; the rows'
+    ``cond`` and the rollouts' ``rewards [B]`` (for the log). Its footprint is three
+    ``[M, B, *shape]`` tensors."""
+
+    states: Tensor
+    base_velocity: Tensor
+    target: Tensor
+    times: Tensor
+    sigmas: Tensor
+    weights: Tensor
+    cond: Condition
+    rewards: Tensor
+
+    @property
+    def batch_size(self) -> int:
+        return self.states.shape[1]
+
+    def rows(self, index: Tensor) -> StoredRollouts:
+        """The stored rollouts ``index`` (a minibatch; every step of each)."""
+        return StoredRollouts(
+            states=self.states[:, index],
+            base_velocity=self.base_velocity[:, index],
+            target=self.target[:, index],
+            times=self.times,
+            sigmas=self.sigmas,
+            weights=self.weights,
+            cond=take(self.cond, index),
+            rewards=self.rewards[index],
+        )
+
+    def state_dict(self) -> dict:
+        """Plain tensors for a checkpoint (``torch.load(weights_only=True)`` reads them)."""
+        return {f.name: getattr(self, f.name) for f in fields(self)}
+
+
 class AdjointMatching(Method):
     """Adjoint Matching with the lean adjoint (or the full adjoint, ``adjoint="full"``)."""
 
     name = "adjoint_matching"
     config_class = AdjointMatchingConfig
+    no_reuse_reason = None  # regresses onto stored targets: collect() once, regress() often
+    stored_class = StoredRollouts
 
     @classmethod
     def recommended_config(cls):
@@ -140,6 +181,16 @@ class AdjointMatching(Method):
             )
 
     def loss(self, model: nn.Module, *, batch_size: int, generator: torch.Generator) -> LossOutput:
+        return self.regress(model, self.collect(model, batch_size=batch_size, generator=generator))
+
+    def collect(
+        self, model: nn.Module, *, batch_size: int, generator: torch.Generator
+    ) -> StoredRollouts:
+        """Steps 1-2 of an iteration: rollouts of the current model and their lean adjoints,
+        reduced to what the regression needs on the chosen steps (:class:`StoredRollouts`).
+        A stored target is that of the control that simulated the path: regressing on it
+        after the model has moved (``TrainConfig.updates_per_rollout > 1``) changes the
+        optimisation's path, not the fixed point the iteration converges to."""
         cfg, prob = self.config, self.problem
         dtype, device = model_dtype_device(model)
         times = warped_grid(cfg.num_steps, cfg.grid_warp, dtype=dtype, device=device)
@@ -189,24 +240,44 @@ class AdjointMatching(Method):
         else:
             adj = full_adjoint(c.base, c.model, traj, **kwargs)
 
-        # 3. Regression on the chosen steps, one batched forward of the fine-tuned model.
-        B = batch_size
         x = traj.states[steps]  # [M, B, *shape]
-        t = times[steps]
-        v_ft = c.model(x.flatten(0, 1), t.repeat_interleave(B)).reshape(x.shape)
-        sv = prob.schedule(t).broadcast_to(x)
-        sigma = traj.sigmas[steps].reshape(sv.t.shape)
-        control = control_coefficient(sv, sigma) * (v_ft - adj.base_velocity[steps])
-        target = -sigma * adj.target_adjoint(steps, self.stepper.target_adjoint_offset)
-        weights = WEIGHTINGS[cfg.weighting](traj.sigmas[steps])
+        sigma = traj.sigmas[steps]
+        target = -sigma.reshape(-1, *([1] * (x.dim() - 1))) * adj.target_adjoint(
+            steps, self.stepper.target_adjoint_offset
+        )
+        weights = WEIGHTINGS[cfg.weighting](sigma)
         if cfg.grid_warp != 0:  # h_k of the integral of the loss; 1 on the uniform grid
             h = times[1:] - times[:-1]
             weights = weights * h[steps] / h.mean()
+        return StoredRollouts(
+            states=x,
+            base_velocity=adj.base_velocity[steps],
+            target=target,
+            times=times[steps],
+            sigmas=sigma,
+            weights=weights,
+            cond=c.cond,
+            rewards=rewards.detach(),
+        )
+
+    def regress(self, model: nn.Module, stored: StoredRollouts) -> LossOutput:
+        """Step 3: the regression of ``u_theta = c (v_theta - v_base)`` onto the stored targets,
+        one batched forward of the fine-tuned model over the stored steps and rows."""
+        cfg, prob = self.config, self.problem
+        x, t = stored.states, stored.times
+        B = x.shape[1]
+        bound = bind_velocity(model, stored.cond)
+        v_ft = bound(x.flatten(0, 1), t.repeat_interleave(B)).reshape(x.shape)
+        sv = prob.schedule(t).broadcast_to(x)
+        sigma = stored.sigmas.reshape(sv.t.shape)
+        control = control_coefficient(sv, sigma) * (v_ft - stored.base_velocity)
         clip = None if cfg.clip_multiplier is None else cfg.clip_multiplier * prob.reward_scale**2
-        out = adjoint_matching_loss(control, target=target, weights=weights, clip=clip)
+        out = adjoint_matching_loss(
+            control, target=stored.target, weights=stored.weights, clip=clip
+        )
         metrics = {
             "loss": float(out.loss.detach()),
-            "reward": float(rewards.mean()),
+            "reward": float(stored.rewards.mean()),
             "clipped_fraction": out.clipped_fraction,
             "control_norm": float(control.detach().flatten(2).norm(dim=-1).mean()),
         }

@@ -124,6 +124,11 @@ class Method(ABC):
 
     name: ClassVar[str] = "method"
     config_class: ClassVar[type] = object
+    #: why rollouts cannot be reused over several optimiser steps
+    #: (``TrainConfig.updates_per_rollout > 1``); ``None`` for a method that can, which then
+    #: implements ``collect`` (rollouts -> stored regression data) and ``regress`` (a loss on
+    #: stored rows) and names the stored record's class as ``stored_class``.
+    no_reuse_reason: ClassVar[str | None] = "its loss needs a fresh rollout of the current model"
 
     def __init__(self, config, problem: FineTuningProblem):
         if not isinstance(config, self.config_class):
