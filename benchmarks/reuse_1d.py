@@ -1,7 +1,7 @@
 """Rollout reuse on a 1-D toy: distance to the exact tilt per trajectory simulated and per
 second, for several optimiser steps per batch of rollouts (``am.reuse``).
 
-Run: ``python benchmarks/reuse_1d.py`` (``--help``; about 3 minutes on one core with the
+Run: ``python benchmarks/reuse_1d.py`` (``--help``; about 8 minutes on one core with the
 defaults). The problem is ``gmm1d_linear`` (``0.5 N(-2, 0.6^2) + 0.5 N(2, 0.6^2)``, ``r(x) =
 x``, lambda = 1), K = 40, ``am.finetune``'s default model and Adjoint Matching settings, batches
 of 64 rollouts, each batch serving ``updates_per_rollout`` optimiser steps on the whole batch.
@@ -10,7 +10,9 @@ Every run simulates the same number of trajectories (``--trajectories``, default
 W1 to the exact tilt of 20 000 ODE and memoryless-SDE samples (the noise floor of two exact
 sets of that size beside it), the training wall time, and the cost of an optimiser step that
 reuses a stored batch against one that draws a new one and against its pass-count floor (one
-forward and backward of the fine-tuned model on the stored steps and rows).
+forward and backward of the fine-tuned model on the stored steps and rows). A second table
+gives every U the same wall time instead (``--seconds``): its number of batches is set from
+the step costs the first table measured, so that training takes about that long.
 """
 
 from __future__ import annotations
@@ -30,6 +32,7 @@ BATCH, K = 64, 40
 
 
 def run(updates: int, seed: int, trajectories: int):
+    """One run simulating ``trajectories`` rollouts (in batches of 64)."""
     fm = am.FlowMatchingSchedule()
     gt = make_problem("gmm1d_linear", fm, 1.0)
     torch.manual_seed(seed)
@@ -41,7 +44,7 @@ def run(updates: int, seed: int, trajectories: int):
     method = am.AdjointMatching(
         am.AdjointMatchingConfig(**{**vars(config), "num_steps": K}), problem
     )
-    rounds = trajectories // BATCH
+    rounds = max(1, trajectories // BATCH)
     train = am.TrainConfig(
         iterations=rounds * updates, batch_size=BATCH, updates_per_rollout=updates, seed=seed
     )
@@ -83,12 +86,12 @@ def main() -> None:
     ap.add_argument("--updates", type=int, nargs="+", default=[1, 4, 16])
     ap.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     ap.add_argument("--trajectories", type=int, default=12_800)
+    ap.add_argument("--seconds", type=float, default=30.0, help="wall time of the second table")
     args = ap.parse_args()
     torch.set_num_threads(1)
     gt = make_problem("gmm1d_linear", am.FlowMatchingSchedule(), 1.0)
-    floor = noise_floor(
-        gt.target.sample, 20_000, metric="w1", generator=torch.Generator().manual_seed(0), repeats=5
-    )
+    g = torch.Generator().manual_seed(0)
+    floor = noise_floor(gt.target.sample, 20_000, metric="w1", generator=g, repeats=5)
     print(
         f"gmm1d_linear, lambda 1, K = {K}, batches of {BATCH} rollouts, {args.trajectories} "
         f"trajectories per run; W1 of 20 000 samples (noise floor {floor:.4f}); 1 thread"
@@ -96,18 +99,28 @@ def main() -> None:
     print(
         "  U  seed  steps   W1 ODE   W1 SDE   train s   fresh step ms   reused step ms   floor ms"
     )
+    per_batch = {}
     for updates in args.updates:
         for seed in args.seeds:
             r = run(updates, seed, args.trajectories)
             steps = args.trajectories // BATCH * updates
-            reused = (
-                f"{r['reused_s'] * 1e3:14.1f}   {r['floor_s'] * 1e3:8.1f}"
-                if "reused_s" in r
-                else ""
-            )
+            reused = ""
+            if "reused_s" in r:
+                reused = f"{r['reused_s'] * 1e3:14.1f}   {r['floor_s'] * 1e3:8.1f}"
             print(
                 f"{updates:3d}  {seed:4d}  {steps:5d}   {r['ode']:.4f}   {r['memoryless']:.4f}   "
                 f"{r['seconds']:7.1f}   {r['fresh_s'] * 1e3:13.1f}   {reused}"
+            )
+            per_batch.setdefault(updates, []).append(r["seconds"] / (args.trajectories // BATCH))
+    print(f"\nthe same wall time: about {args.seconds:g} s of training per run")
+    print("  U  seed  trajectories   W1 ODE   W1 SDE   train s")
+    for updates in args.updates:
+        trajectories = int(args.seconds / statistics.median(per_batch[updates])) * BATCH
+        for seed in args.seeds:
+            r = run(updates, seed, trajectories)
+            print(
+                f"{updates:3d}  {seed:4d}  {trajectories:12d}   {r['ode']:.4f}   "
+                f"{r['memoryless']:.4f}   {r['seconds']:7.1f}"
             )
 
 
