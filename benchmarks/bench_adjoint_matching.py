@@ -208,7 +208,7 @@ def time_ratios(spec, dim, hidden, batch, K, rounds) -> dict:
     }
 
 
-def peak_memory_child(spec, dim, hidden, batch, K) -> dict:
+def peak_memory_child(spec, dim, hidden, batch, K, part="iteration") -> dict:
     # The paper's subset: 10 random steps of the first 75 % plus the last 10, M = 20 at every K,
     # so the regression's graph is the same size and only the stored states grow with K.
     *_, model, _, method, shape = build(spec, dim, hidden, K, StepSubset("paper"), batch)
@@ -220,7 +220,11 @@ def peak_memory_child(spec, dim, hidden, batch, K) -> dict:
             return int(f.read().split()[1]) * page
 
     def iteration():
-        out = method.loss(model, batch_size=batch, generator=torch.Generator().manual_seed(1))
+        g = torch.Generator().manual_seed(1)
+        if part == "collect":  # the rollout and the adjoint alone, without the regression
+            method.collect(model, batch_size=batch, generator=g)
+            return
+        out = method.loss(model, batch_size=batch, generator=g)
         out.loss.backward()
 
     iteration()  # warm-up: allocator pools and lazy initialisation
@@ -254,12 +258,20 @@ def main() -> None:
     ap.add_argument("--memory-steps", type=int, nargs="+", default=[10, 40, 100, 200])
     ap.add_argument("--rounds", type=int, default=15, help="interleaved timing rounds")
     ap.add_argument("--child", type=int, default=None, help=argparse.SUPPRESS)
+    ap.add_argument(
+        "--memory-part",
+        choices=["iteration", "collect"],
+        default="iteration",
+        help="measure the whole iteration, or the rollout and adjoint alone",
+    )
     args = ap.parse_args()
     if args.batch is None:
         args.batch = 256 if args.model == "mlp" else 40
     torch.set_num_threads(1)
     if args.child is not None:
-        child = peak_memory_child(args.model, args.dim, args.hidden, args.batch, args.child)
+        child = peak_memory_child(
+            args.model, args.dim, args.hidden, args.batch, args.child, args.memory_part
+        )
         print(json.dumps(child))
         return
 
@@ -313,6 +325,8 @@ def main() -> None:
             str(K),
             "--model",
             args.model,
+            "--memory-part",
+            args.memory_part,
             "--dim",
             str(args.dim),
             "--hidden",
