@@ -1,7 +1,7 @@
 """Rollout reuse on a 1-D toy: distance to the exact tilt per trajectory simulated and per
 second, for several optimiser steps per batch of rollouts (``am.reuse``).
 
-Run: ``python benchmarks/reuse_1d.py`` (``--help``; about 8 minutes on one core with the
+Run: ``python benchmarks/reuse_1d.py`` (``--help``; about 12 minutes on one core with the
 defaults). The problem is ``gmm1d_linear`` (``0.5 N(-2, 0.6^2) + 0.5 N(2, 0.6^2)``, ``r(x) =
 x``, lambda = 1), K = 40, ``am.finetune``'s default model and Adjoint Matching settings, batches
 of 64 rollouts, each batch serving ``updates_per_rollout`` optimiser steps on the whole batch.
@@ -12,7 +12,8 @@ sets of that size beside it), the training wall time, and the cost of an optimis
 reuses a stored batch against one that draws a new one and against its pass-count floor (one
 forward and backward of the fine-tuned model on the stored steps and rows). A second table
 gives every U the same wall time instead (``--seconds``): its number of batches is set from
-the step costs the first table measured, so that training takes about that long.
+the step costs the first table measured, so that training takes about that long. A third
+gives fresh rollouts (U = 1) as many optimiser steps as each U took: what staleness costs.
 """
 
 from __future__ import annotations
@@ -122,6 +123,18 @@ def main() -> None:
                 f"{updates:3d}  {seed:4d}  {trajectories:12d}   {r['ode']:.4f}   "
                 f"{r['memoryless']:.4f}   {r['seconds']:7.1f}"
             )
+
+    # staleness: the same optimiser steps on fresh rollouts (U = 1, U times the trajectories)
+    print(f"\nstaleness: U = 1 with as many optimiser steps as each U above (seed {args.seeds[0]})")
+    print("  as U  steps  trajectories   W1 ODE   W1 SDE   train s")
+    for updates in [u for u in args.updates if u > 1]:
+        trajectories = args.trajectories * updates
+        r = run(1, args.seeds[0], trajectories)
+        steps = trajectories // BATCH
+        print(
+            f"{updates:6d}  {steps:5d}  {trajectories:12d}   {r['ode']:.4f}   "
+            f"{r['memoryless']:.4f}   {r['seconds']:7.1f}"
+        )
 
 
 if __name__ == "__main__":
