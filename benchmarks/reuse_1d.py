@@ -27,7 +27,7 @@ import torch
 import am
 from am.metrics.distances import noise_floor, sample_distance
 from am.problems.benchmarks import make_problem
-from am.train import Trainer
+from am.train import NonFiniteError, Trainer
 
 BATCH, K = 64, 40
 
@@ -54,7 +54,10 @@ def run(updates: int, seed: int, trajectories: int):
     t0 = time.perf_counter()
     for _ in range(train.iterations):
         first = trainer.iteration % updates == 0
-        rec = trainer.step()
+        try:
+            rec = trainer.step()
+        except NonFiniteError:  # reported, not fatal: the table says where it diverged
+            return {"diverged_at": trainer.iteration + 1}
         (fresh if first else reused).append(rec["seconds"])
     seconds = time.perf_counter() - t0
     g = torch.Generator().manual_seed(100 + seed)
@@ -105,6 +108,9 @@ def main() -> None:
         for seed in args.seeds:
             r = run(updates, seed, args.trajectories)
             steps = args.trajectories // BATCH * updates
+            if "diverged_at" in r:
+                print(f"{updates:3d}  {seed:4d}  {steps:5d}   diverged at step {r['diverged_at']}")
+                continue
             reused = ""
             if "reused_s" in r:
                 reused = f"{r['reused_s'] * 1e3:14.1f}   {r['floor_s'] * 1e3:8.1f}"
@@ -116,9 +122,16 @@ def main() -> None:
     print(f"\nthe same wall time: about {args.seconds:g} s of training per run")
     print("  U  seed  trajectories   W1 ODE   W1 SDE   train s")
     for updates in args.updates:
+        if updates not in per_batch:  # every seed diverged above
+            continue
         trajectories = int(args.seconds / statistics.median(per_batch[updates])) * BATCH
         for seed in args.seeds:
             r = run(updates, seed, trajectories)
+            if "diverged_at" in r:
+                print(
+                    f"{updates:3d}  {seed:4d}  {trajectories:12d}   diverged at step {r['diverged_at']}"
+                )
+                continue
             print(
                 f"{updates:3d}  {seed:4d}  {trajectories:12d}   {r['ode']:.4f}   "
                 f"{r['memoryless']:.4f}   {r['seconds']:7.1f}"
@@ -131,6 +144,11 @@ def main() -> None:
         trajectories = args.trajectories * updates
         r = run(1, args.seeds[0], trajectories)
         steps = trajectories // BATCH
+        if "diverged_at" in r:
+            print(
+                f"{updates:6d}  {steps:5d}  {trajectories:12d}   diverged at step {r['diverged_at']}"
+            )
+            continue
         print(
             f"{updates:6d}  {steps:5d}  {trajectories:12d}   {r['ode']:.4f}   "
             f"{r['memoryless']:.4f}   {r['seconds']:7.1f}"
