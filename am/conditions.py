@@ -17,6 +17,7 @@ match (:meth:`ConditionSampler.__call__`'s ``group``).
 
 from __future__ import annotations
 
+from abc import ABC, abstractmethod
 from collections.abc import Callable, Mapping
 from typing import Any
 
@@ -111,12 +112,12 @@ def bind_reward(reward: Callable, cond: Condition) -> Callable:
     return lambda x: reward(x, tile(cond, x.shape[0]))
 
 
-class ConditionSampler:
+class ConditionSampler(ABC):
     """Draws the conditions of a batch of rollouts. Subclasses implement :meth:`draw`."""
 
+    @abstractmethod
     def draw(self, n: int, generator: torch.Generator) -> Condition:
         """``n`` independent conditions."""
-        raise NotImplementedError
 
     def __call__(self, batch_size: int, generator: torch.Generator, *, group: int = 1) -> Any:
         """Conditions for ``batch_size`` rows, in runs of ``group`` equal rows (GRPO groups
