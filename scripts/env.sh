@@ -11,21 +11,22 @@ if [ ! -f "$STAMP" ]; then
   [ -x "$VENV/bin/python" ] || "$PY" -m venv "$VENV"
   LOG="$VENV/install.log"
   : >"$LOG"
-  if ! "$VENV/bin/python" -c "import torch" 2>/dev/null; then
-    # Without a GPU, PyTorch's CPU build is a quarter of the size of PyPI's CUDA build
-    # (1.5 GB against 5.9 GB for the whole environment); where its index is unreachable, PyPI.
-    # torch==2.14.1 first: the newest release some CI machines allow and hold on disk.
+  if ! "$VENV/bin/python" -c "import torch, torchvision" 2>/dev/null; then
+    # Without a GPU, PyTorch's CPU builds are a quarter of the size of PyPI's CUDA builds; where
+    # that index is unreachable, PyPI's torch 2.14.1 + torchvision 0.29.1 (the newest pair some
+    # CI machines hold on disk; they run on CPUs too). torchvision must match torch exactly.
     if ! command -v nvidia-smi >/dev/null 2>&1 \
-      && "$VENV/bin/pip" install -q --retries 0 --timeout 10 torch \
-        --index-url https://download.pytorch.org/whl/cpu >>"$LOG" 2>&1; then
+      && "$VENV/bin/pip" install -q --retries 0 --timeout 10 torch torchvision \
+        --index-url https://download.pytorch.org/whl/cpu >>"$LOG" 2>&1 \
+      && "$VENV/bin/python" -c "import torchvision" >>"$LOG" 2>&1; then
       :
     else
-      "$VENV/bin/pip" install -q "torch==2.14.1" >>"$LOG" 2>&1 \
-        || "$VENV/bin/pip" install -q torch >>"$LOG" 2>&1 \
+      "$VENV/bin/pip" install -q "torch==2.14.1" "torchvision==0.29.1" >>"$LOG" 2>&1 \
+        || "$VENV/bin/pip" install -q torch torchvision >>"$LOG" 2>&1 \
         || { cat "$LOG" >&2; exit 1; }
     fi
   fi
-  "$VENV/bin/pip" install -q -e ".[workflow,dev,digits]" >>"$LOG" 2>&1 || { tail -50 "$LOG" >&2; exit 1; }
+  "$VENV/bin/pip" install -q -e ".[workflow,dev,digits,images]" >>"$LOG" 2>&1 || { tail -50 "$LOG" >&2; exit 1; }
   rm -f "$VENV"/.installed-*
   touch "$STAMP"
 fi

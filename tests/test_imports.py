@@ -8,7 +8,7 @@ import pytest
 
 PACKAGES = [
     "am", "am.conditions", "am.metrics", "am.methods", "am.models", "am.problems",
-    "am.rewards", "am.schedules", "baselines", "amcli",
+    "am.rewards", "am.schedules", "am.vision", "baselines", "amcli",
 ]  # fmt: skip
 
 
@@ -20,8 +20,9 @@ def test_imports_alone(name):
 
 def test_import_am_leaves_optional_stacks_alone():
     code = (
-        "import sys, am, am.problems, am.models, am.metrics, baselines\n"
-        "heavy = {'diffusers', 'sklearn', 'transformers', 'open_clip', 'peft', 'accelerate'}\n"
+        "import sys, am, am.problems, am.models, am.metrics, am.vision, baselines\n"
+        "heavy = {'diffusers', 'sklearn', 'transformers', 'open_clip', 'peft', 'accelerate',\n"
+        "         'dreamsim', 'torchvision'}\n"
         "print(sorted(heavy & set(sys.modules)))"
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)

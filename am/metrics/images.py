@@ -70,21 +70,33 @@ def _mean_stderr(values: Tensor) -> tuple[float, float]:
     return values.mean().item(), stderr
 
 
-def mean_pairwise_distance(features: Tensor) -> Tensor:
-    """Mean Euclidean distance over the ``N(N-1)/2`` pairs of ``features [N, D]`` (N >= 2): a
-    float64 scalar tensor."""
-    return torch.pdist(_features(features, "features")).mean()
+DISTANCES = ("euclidean", "cosine")
 
 
-def grouped_diversity(features: Tensor, groups: Tensor) -> Diversity:
-    """Per-group mean pairwise distance of ``features [N, D]`` grouped by ``groups [N]``.
+def mean_pairwise_distance(features: Tensor, distance: str = "euclidean") -> Tensor:
+    """Mean distance over the ``N(N-1)/2`` pairs of ``features [N, D]`` (N >= 2): a float64
+    scalar tensor. ``distance="euclidean"``: ``|e_i - e_j|``; ``"cosine"``: ``1 - cos(e_i, e_j)``
+    (DreamSim's distance; for unit vectors it is ``|e_i - e_j|^2 / 2``)."""
+    x = _features(features, "features")
+    if distance == "euclidean":
+        return torch.pdist(x).mean()
+    if distance == "cosine":
+        unit = torch.nn.functional.normalize(x, dim=1)
+        i, j = torch.triu_indices(x.shape[0], x.shape[0], offset=1, device=x.device)
+        return (1 - (unit[i] * unit[j]).sum(1)).mean()
+    raise ValueError(f"distance must be one of {DISTANCES}, got {distance!r}")
+
+
+def grouped_diversity(features: Tensor, groups: Tensor, distance: str = "euclidean") -> Diversity:
+    """Per-group :func:`mean_pairwise_distance` of ``features [N, D]`` grouped by
+    ``groups [N]``, averaged over groups with the standard error over groups.
 
     Groups with a single member are skipped; raises ValueError if no group has 2 members.
     """
     x = _features(features, "features", min_rows=1)
     labels = _groups(groups, x.shape[0], "groups")
     kept = [g for g, count in zip(*labels.unique(return_counts=True), strict=True) if count >= 2]
-    values = [mean_pairwise_distance(x[labels == g]) for g in kept]
+    values = [mean_pairwise_distance(x[labels == g], distance) for g in kept]
     if not values:
         raise ValueError("diversity needs at least one group with 2 or more members")
     per_group = torch.stack(values)

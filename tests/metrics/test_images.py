@@ -66,6 +66,25 @@ def test_diversity_hand_made_groups():
     assert result.stderr == pytest.approx(1.0)
 
 
+def test_cosine_distance_is_the_authors_dreamsim_formula():
+    # The paper's authors: per prompt, sum_{i != j} |e_i - e_j|^2 / (2 n (n - 1)) over
+    # L2-normalised embeddings; here the mean over pairs of 1 - cos.
+    x = torch.randn(5, 4, generator=gen(1), dtype=F64)
+    e = x / x.norm(dim=1, keepdim=True)
+    n = 5
+    authors = sum(
+        (e[i] - e[j]).square().sum().item() for i in range(n) for j in range(n) if i != j
+    ) / (2 * n * (n - 1))
+    assert mean_pairwise_distance(x, "cosine").item() == pytest.approx(authors, rel=1e-12)
+    # 1 - cos of orthogonal and of opposite vectors, grouped
+    y = torch.tensor([[1.0, 0.0], [0.0, 2.0], [3.0, 0.0], [-1.0, 0.0]])
+    result = grouped_diversity(y, torch.tensor([0, 0, 1, 1]), distance="cosine")
+    torch.testing.assert_close(result.per_group, torch.tensor([1.0, 2.0], dtype=F64))
+    assert result.stderr == pytest.approx(0.5)  # std([1, 2], ddof=1) / sqrt(2)
+    with pytest.raises(ValueError, match="distance must be one of"):
+        mean_pairwise_distance(x, "manhattan")
+
+
 def test_diversity_single_group_and_errors():
     x = torch.tensor([[0.0, 0.0], [3.0, 4.0], [9.0, 9.0]])
     single = grouped_diversity(x, torch.tensor([2, 2, 7]))

@@ -1,0 +1,93 @@
+"""The torch preprocessing against the PIL-based reference processors on real photographs
+(scikit-learn's two sample photos, 427 x 640), and its exact pieces against hand computations.
+
+Measured (the tolerances below): after resizing 427 x 640 to 224 x 335 and cropping, the torch
+pipeline differs from transformers' CLIP processor and from open_clip's eval transform by
+0.0011 on average and 0.035 at most, in [0, 1] pixel units (1/255 = 0.0039): the PIL pipelines
+round the resized image to 8 bits, torch keeps it in float. The crop offset differs between the
+references themselves (floor vs round half to even), which is a one-pixel shift and a 0.12
+average difference if mixed up; each scorer uses its reference's convention.
+"""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from am.vision.preprocess import (
+    OPENAI_CLIP_MEAN,
+    OPENAI_CLIP_STD,
+    Preprocess,
+    center_crop,
+    normalize,
+    resize_shorter,
+)
+
+STD = torch.tensor(OPENAI_CLIP_STD).view(1, 3, 1, 1)
+MEAN_TOL, MAX_TOL = 0.002, 0.05  # [0, 1] pixel units; measured 0.0011 and 0.035
+
+
+@pytest.fixture(scope="module")
+def photos():
+    pytest.importorskip("sklearn")
+    from PIL import Image
+
+    from am.vision.testing import real_photos
+
+    x = real_photos()
+    u8 = (x * 255).round().byte()
+    return u8.float() / 255, [Image.fromarray(im.permute(1, 2, 0).numpy()) for im in u8]
+
+
+def _close_in_pixels(ours, reference):
+    diff = (ours - reference).abs() * STD  # back to [0, 1] pixel units
+    assert ours.shape == reference.shape == (2, 3, 224, 224)
+    assert diff.mean() < MEAN_TOL and diff.max() < MAX_TOL, (diff.mean(), diff.max())
+
+
+def test_matches_transformers_clip_processor(photos):
+    transformers = pytest.importorskip("transformers")
+    x, pil = photos
+    reference = transformers.CLIPImageProcessor()(images=pil, return_tensors="pt").pixel_values
+    _close_in_pixels(Preprocess(crop_offset="floor")(x), reference)
+    # the other crop convention is a one-pixel shift: far outside the tolerance
+    assert ((Preprocess(crop_offset="round")(x) - reference).abs() * STD).mean() > 10 * MEAN_TOL
+
+
+def test_matches_open_clip_eval_transform(photos):
+    open_clip = pytest.importorskip("open_clip")
+    x, pil = photos
+    transform = open_clip.image_transform(224, is_train=False)
+    _close_in_pixels(Preprocess()(x), torch.stack([transform(im) for im in pil]))
+    # portrait orientation crops the other axis
+    portrait = torch.stack([transform(im.transpose(0)) for im in pil])  # FLIP_LEFT_RIGHT = 0
+    _close_in_pixels(Preprocess()(x.flip(-1)), portrait)
+
+
+def test_pieces_by_hand():
+    x = torch.arange(2 * 3 * 5 * 8, dtype=torch.float32).reshape(2, 3, 5, 8)
+    assert resize_shorter(x, 5) is x
+    assert resize_shorter(x, 10).shape == (2, 3, 10, 16)
+    assert resize_shorter(x.transpose(2, 3), 10).shape == (2, 3, 16, 10)
+    # 8 - 5 = 3: round(1.5) = 2 (half to even), floor = 1
+    torch.testing.assert_close(center_crop(x, 5), x[..., :, 2:7])
+    torch.testing.assert_close(center_crop(x, 5, "floor"), x[..., :, 1:6])
+    with pytest.raises(ValueError, match="cannot crop"):
+        center_crop(x, 6)
+    with pytest.raises(ValueError, match="offset must be"):
+        center_crop(x, 5, "ceil")
+    y = normalize(torch.ones(1, 3, 2, 2), OPENAI_CLIP_MEAN, OPENAI_CLIP_STD)
+    expected = [(1 - m) / s for m, s in zip(OPENAI_CLIP_MEAN, OPENAI_CLIP_STD, strict=True)]
+    torch.testing.assert_close(y[0, :, 0, 0], torch.tensor(expected))
+
+
+def test_clamps_and_keeps_gradients():
+    x = torch.full((1, 3, 16, 16), 0.5, requires_grad=True)
+    with torch.no_grad():
+        x[0, 0, 0, 0] = 1.7  # a sampler's overshoot is clipped, as an 8-bit image would be
+    out = Preprocess(size=8)(x)
+    assert out.shape == (1, 3, 8, 8)
+    out.sum().backward()
+    assert x.grad[0, 0, 0, 0] == 0 and x.grad[0, 1].abs().sum() > 0
+    unclamped = Preprocess(size=8, clamp=False)(x.detach())
+    assert unclamped.max() > out.max()
