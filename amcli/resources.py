@@ -1,0 +1,82 @@
+"""``python -m amcli.resources``: every model the image metrics use, its files, source and size,
+where to put them, and whether they are on this machine.
+
+Nothing is downloaded unless asked: ``--download NAME`` (repeatable) fetches one resource into
+``$AM_WEIGHTS/NAME`` from the Hugging Face Hub or its URL, on a machine with network access.
+``--check`` exits 1 when any listed resource is missing (``--only NAME`` to restrict).
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import urllib.request
+import zipfile
+
+from am.vision.resources import RESOURCES, check, weights_root
+
+
+def download(name: str) -> None:
+    """Fetch one resource into ``$AM_WEIGHTS/<name>`` (the only code here that uses the net)."""
+    resource = RESOURCES[name]
+    target = weights_root() / name
+    target.mkdir(parents=True, exist_ok=True)
+    if resource.repo_id is not None:
+        from huggingface_hub import hf_hub_download
+
+        for file in resource.files:
+            hf_hub_download(resource.repo_id, file, local_dir=target)
+        return
+    for url in resource.urls:
+        filename = url.rsplit("/", 1)[-1]
+        dest = target / ("checkpoints" if filename.startswith("dino_vitbase") else "") / filename
+        dest.parent.mkdir(parents=True, exist_ok=True)
+        print(f"downloading {url} -> {dest}", file=sys.stderr)
+        urllib.request.urlretrieve(url, dest)
+        if dest.suffix == ".zip":
+            with zipfile.ZipFile(dest) as archive:
+                archive.extractall(target)
+            dest.unlink()
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(
+        prog="python -m amcli.resources",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    ap.add_argument(
+        "--download", action="append", default=[], metavar="NAME", choices=sorted(RESOURCES)
+    )
+    ap.add_argument("--check", action="store_true", help="exit 1 if anything listed is missing")
+    ap.add_argument(
+        "--only", action="append", default=[], metavar="NAME", choices=sorted(RESOURCES)
+    )
+    args = ap.parse_args(argv)
+    for name in args.download:
+        download(name)
+    rows = [s for s in check() if not args.only or s.resource.name in args.only]
+    print(
+        f"Weights directory: {weights_root()} (set AM_WEIGHTS to change it); the Hugging Face "
+        "cache is searched too. Nothing downloads at run time.\n"
+    )
+    for status in rows:
+        r = status.resource
+        source = f"huggingface.co/{r.repo_id}" if r.repo_id else "\n      ".join(r.urls)
+        state = f"found in {status.found}" if status.found else "MISSING"
+        print(
+            f"{r.name}  [{state}]\n  {r.description}\n  files: {', '.join(r.files)} "
+            f"({r.size})\n  source: {source}\n  place in: {weights_root() / r.name}"
+            + (f"\n  note: {r.note}" if r.note else "")
+            + "\n"
+        )
+    missing = [s.resource.name for s in rows if s.found is None]
+    print(
+        f"{len(rows) - len(missing)} of {len(rows)} present"
+        + (f"; missing: {', '.join(missing)}" if missing else "")
+    )
+    return 1 if args.check and missing else 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
