@@ -53,7 +53,8 @@ def tiny_scorers(tmp: Path) -> dict:
     }
     try:
         ir = _test_module("test_imagereward")
-        scorers["imagereward"] = ir.tiny_scorer(tmp / "ir") if hasattr(ir, "tiny_scorer") else None
+        (tmp / "ir").mkdir()
+        scorers["imagereward"] = ir.tiny_imagereward(tmp / "ir")
     except Exception as err:  # noqa: BLE001 - a benchmark reports what it could not build
         print(f"imagereward: not timed ({err})")
     ds = _test_module("test_dreamsim")
