@@ -90,6 +90,9 @@ def load_reward(terms: dict[str, float], paths: dict[str, str] | None = None) ->
     """``sum_k w_k scorer_k`` from ``{scorer name: weight}``, e.g. ``{"imagereward": 100.0}``
     for the paper's ``lambda * ImageReward``."""
     paths = paths or {}
+    unknown = [n for n in terms if n not in SCORERS]
+    if unknown:  # before loading anything: a typo should not cost a model load
+        raise KeyError(f"unknown scorer(s) {unknown}; known: {', '.join(SCORERS)}")
     return WeightedSum({n: (load_scorer(n, paths.get(n)), w) for n, w in terms.items()})
 
 
