@@ -112,8 +112,18 @@ def main() -> None:
     ap.add_argument("--batch", type=int, default=8)
     ap.add_argument("--rounds", type=int, default=3)
     ap.add_argument("--threads", type=int, default=1)
+    ap.add_argument(
+        "--memory",
+        action="store_true",
+        help="with --full: peak memory of forward+backward per image (subprocesses)",
+    )
+    ap.add_argument("--probe", nargs=2, metavar=("NAME", "BATCH"), help=argparse.SUPPRESS)
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
+    if args.probe:
+        return probe(args.probe[0], int(args.probe[1]))
+    if args.memory:
+        return memory(args.full or ["clipscore", "hps"])
     torch.manual_seed(0)
     t0 = time.perf_counter()
     if args.full is None:
@@ -139,6 +149,39 @@ def main() -> None:
         print(
             f"{name:<14}{params / 1e6:>9.2f}M{args.batch / fwd:>12.1f}{args.batch / both:>15.1f}"
             f"{both / fwd:>9.2f}x"
+        )
+
+
+def probe(name: str, batch: int) -> None:
+    """Print the peak resident memory (MB) added by one forward+backward of ``batch`` images."""
+    import resource
+
+    scorer = next(iter(full_scorers([name]).values()))
+    images = torch.rand(batch, 3, 512, 512)
+    _with_grad(scorer, images[:1], ["warm up"])()  # allocator and thread pools settle
+    before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    _with_grad(scorer, images, ["a photograph of a red fox in the snow"] * batch)()
+    after = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    print(f"{after - before:.0f}")
+
+
+def memory(names: list[str]) -> None:
+    """Activation memory per image of a reward's forward+backward, from the peak resident
+    memory at batch 2 and 4 (each in a fresh process): the slope is what a GPU needs per image
+    on top of the weights, in float32."""
+    import subprocess
+
+    print(f"{'metric':<14}{'params MB':>10}{'peak +MB b=2':>14}{'b=4':>8}{'MB/image':>10}")
+    for name in names:
+        peaks = []
+        for batch in (2, 4):
+            cmd = [sys.executable, __file__, "--probe", name, str(batch)]
+            out = subprocess.run(cmd, capture_output=True, text=True, check=True).stdout
+            peaks.append(float(out.strip().splitlines()[-1]))
+        params = sum(p.numel() for p in next(iter(full_scorers([name]).values())).parameters())
+        print(
+            f"{name:<14}{params * 4 / 2**20:>10.0f}{peaks[0]:>14.0f}{peaks[1]:>8.0f}"
+            f"{(peaks[1] - peaks[0]) / 2:>10.0f}"
         )
 
 

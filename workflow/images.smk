@@ -1,0 +1,24 @@
+# Image metrics (amcli/score_images.py): any folder of generations holding a metadata.csv
+# (file_name, prompt) -> <folder>/metrics/{scores.csv, metrics.csv, metrics.md}. Which metrics:
+# config key `image_metrics` (a list; default below); weights from $AM_WEIGHTS or the HF cache,
+# checked before any compute. Text-to-image runs write such folders; so can any user.
+IMAGE_METRICS = config.get(
+    "image_metrics", ["clipscore", "pickscore", "hpsv2.1", "imagereward", "dreamsim"]
+)
+
+
+rule score_images:
+    input:
+        "{folder}/metadata.csv",
+    output:
+        "{folder}/metrics/metrics.csv",
+        "{folder}/metrics/metrics.md",
+        "{folder}/metrics/scores.csv",
+    params:
+        metrics=",".join(IMAGE_METRICS),
+    threads: 2
+    resources:
+        mem_mb=16000,
+    shell:
+        "python -m amcli.score_images {wildcards.folder} --metrics {params.metrics} "
+        "--out {wildcards.folder}/metrics"
