@@ -1,0 +1,96 @@
+"""diffusers denoisers as velocity models ``(z [B, C, h, w], t [B], cond) -> [B, C, h, w]``.
+
+``t`` is this library's time (noise at 0, data at 1) on the adapter's ``schedule``; ``cond`` is
+a dict of prompt tensors (:mod:`am.t2i.prompts`). The velocity is the one of the reference path
+``z_t = beta_t noise + alpha_t data`` (``d z_t / dt``), computed from what the network predicts:
+
+* :class:`UNetVelocity` (SD 1.5-style ``UNet2DConditionModel``, discrete VP schedule): the
+  network sees diffusers' timestep ``time_to_timestep(t)`` and predicts ``eps`` (or diffusers'
+  ``v = alpha eps - beta data``); with ``data_hat = (z - beta eps) / alpha`` the velocity is
+  ``alpha' data_hat + beta' eps``.
+* :class:`SD3Velocity` (``SD3Transformer2DModel``, shifted flow matching): the network sees
+  ``1000 sigma`` and predicts ``d z / d sigma = noise - data``; with ``sigma = beta(t)`` the
+  velocity is ``beta'(t) * prediction``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+from torch import Tensor, nn
+
+from am.schedules import DiscreteVPSchedule, Schedule
+from am.t2i.schedules import PREDICTION_TYPES, ShiftedFlowMatchingSchedule
+
+__all__ = ["UNetVelocity", "SD3Velocity"]
+
+
+def _require(cond: Mapping[str, Tensor] | None, keys: tuple[str, ...], who: str) -> None:
+    if not isinstance(cond, Mapping) or any(k not in cond for k in keys):
+        got = sorted(cond) if isinstance(cond, Mapping) else type(cond).__name__
+        raise ValueError(f"{who} needs a condition dict with {list(keys)}, got {got}")
+
+
+class UNetVelocity(nn.Module):
+    """An SD 1.5-style ``UNet2DConditionModel`` (epsilon or v-prediction) as a velocity on a
+    :class:`am.schedules.DiscreteVPSchedule`. ``cond["prompt_embeds"]``: ``[B, L, D]``."""
+
+    def __init__(self, unet: nn.Module, schedule: DiscreteVPSchedule, prediction_type: str):
+        super().__init__()
+        if prediction_type not in PREDICTION_TYPES:
+            raise ValueError(
+                f"prediction_type must be one of {PREDICTION_TYPES}, got {prediction_type!r}"
+            )
+        if not isinstance(schedule, DiscreteVPSchedule):
+            raise ValueError(f"UNetVelocity needs a DiscreteVPSchedule, got {schedule!r}")
+        self.unet, self.schedule, self.prediction_type = unet, schedule, prediction_type
+
+    def forward(self, z: Tensor, t: Tensor, cond: Mapping[str, Tensor]) -> Tensor:
+        _require(cond, ("prompt_embeds",), "UNetVelocity")
+        t = t.expand(z.shape[0])
+        sv = self.schedule(t.double()).broadcast_to(z)
+        timestep = self.schedule.time_to_timestep(t.double()).to(z.dtype)
+        out = self.unet(z, timestep, encoder_hidden_states=cond["prompt_embeds"]).sample
+        alpha, beta = sv.alpha.to(z.dtype), sv.beta.to(z.dtype)
+        if self.prediction_type == "epsilon":
+            eps = out
+        else:  # v = alpha eps - beta data and z = alpha data + beta eps, alpha^2 + beta^2 = 1
+            eps = alpha * out + beta * z
+        data = (z - beta * eps) / alpha
+        return sv.d_alpha.to(z.dtype) * data + sv.d_beta.to(z.dtype) * eps
+
+
+class SD3Velocity(nn.Module):
+    """An ``SD3Transformer2DModel`` (SD3, SD3.5) as a velocity on a
+    :class:`ShiftedFlowMatchingSchedule`. ``cond``: ``prompt_embeds [B, L, D]`` and
+    ``pooled_prompt_embeds [B, P]``."""
+
+    def __init__(
+        self,
+        transformer: nn.Module,
+        schedule: ShiftedFlowMatchingSchedule,
+        num_train_timesteps: int = 1000,
+    ):
+        super().__init__()
+        if not isinstance(schedule, ShiftedFlowMatchingSchedule):
+            raise ValueError(f"SD3Velocity needs a ShiftedFlowMatchingSchedule, got {schedule!r}")
+        self.transformer, self.schedule = transformer, schedule
+        self.num_train_timesteps = num_train_timesteps
+
+    def forward(self, z: Tensor, t: Tensor, cond: Mapping[str, Tensor]) -> Tensor:
+        _require(cond, ("prompt_embeds", "pooled_prompt_embeds"), "SD3Velocity")
+        t = t.expand(z.shape[0])
+        sv = self.schedule(t.double())
+        out = self.transformer(
+            hidden_states=z,
+            timestep=(self.num_train_timesteps * sv.beta).to(z.dtype),
+            encoder_hidden_states=cond["prompt_embeds"],
+            pooled_projections=cond["pooled_prompt_embeds"],
+            return_dict=False,
+        )[0]
+        return sv.broadcast_to(z).d_beta.to(z.dtype) * out
+
+
+def schedule_of(velocity: nn.Module) -> Schedule:
+    """The schedule a denoiser adapter runs on."""
+    return velocity.schedule

@@ -1,0 +1,102 @@
+"""Tiny random text-to-image pipelines in the real diffusers architectures (no downloads).
+
+``tiny_sd15()`` and ``tiny_sd3()`` build ``StableDiffusionPipeline`` / ``StableDiffusion3Pipeline``
+from small configs (a ~0.8M-parameter UNet, a 23k-parameter SD3 transformer, a tiny VAE and
+tiny CLIP text encoders with a character-level tokenizer written to a temporary directory);
+each builds in about a second and generates 16 x 16 images. Every component is in eval mode
+(train-mode dropout would make two calls differ).
+"""
+
+from __future__ import annotations
+
+import tempfile
+from pathlib import Path
+
+import torch
+
+__all__ = ["tiny_sd15", "tiny_sd3", "tiny_clip_text"]
+
+
+def tiny_clip_text(directory: Path | None = None, *, projection: bool = False, seed: int = 0):
+    """``(tokenizer, text_encoder)``: a character-level CLIP tokenizer and a 2-layer, width-32
+    ``CLIPTextModel`` (``CLIPTextModelWithProjection`` with ``projection=True``)."""
+    from transformers import (
+        CLIPTextConfig,
+        CLIPTextModel,
+        CLIPTextModelWithProjection,
+        CLIPTokenizer,
+    )
+
+    from am.vision.testing import write_clip_tokenizer
+
+    directory = write_clip_tokenizer(directory or Path(tempfile.mkdtemp()))
+    tokenizer = CLIPTokenizer.from_pretrained(directory, model_max_length=77)
+    config = CLIPTextConfig(
+        vocab_size=len(tokenizer), hidden_size=32, intermediate_size=64, num_hidden_layers=2,
+        num_attention_heads=4, max_position_embeddings=77, projection_dim=32,
+        bos_token_id=tokenizer.bos_token_id, eos_token_id=tokenizer.eos_token_id,
+        pad_token_id=tokenizer.pad_token_id,
+    )  # fmt: skip
+    torch.manual_seed(seed)
+    cls = CLIPTextModelWithProjection if projection else CLIPTextModel
+    return tokenizer, cls(config).eval()
+
+
+def _vae(**kwargs):
+    from diffusers import AutoencoderKL
+
+    return AutoencoderKL(
+        in_channels=3, out_channels=3, latent_channels=4, block_out_channels=(16, 32),
+        down_block_types=("DownEncoderBlock2D", "DownEncoderBlock2D"),
+        up_block_types=("UpDecoderBlock2D", "UpDecoderBlock2D"),
+        norm_num_groups=8, sample_size=16, **kwargs,
+    ).eval()  # fmt: skip
+
+
+def tiny_sd15(*, seed: int = 0, prediction_type: str = "epsilon"):
+    """A tiny ``StableDiffusionPipeline`` (DDIM scheduler with SD 1.5's betas); 16 x 16 images,
+    4 x 8 x 8 latents."""
+    from diffusers import DDIMScheduler, StableDiffusionPipeline, UNet2DConditionModel
+
+    tokenizer, text_encoder = tiny_clip_text(seed=seed)
+    torch.manual_seed(seed)
+    unet = UNet2DConditionModel(
+        sample_size=8, in_channels=4, out_channels=4, block_out_channels=(32, 64),
+        layers_per_block=1, down_block_types=("CrossAttnDownBlock2D", "DownBlock2D"),
+        up_block_types=("UpBlock2D", "CrossAttnUpBlock2D"), cross_attention_dim=32,
+        norm_num_groups=8, attention_head_dim=8,
+    ).eval()  # fmt: skip
+    scheduler = DDIMScheduler(
+        beta_start=0.00085, beta_end=0.012, beta_schedule="scaled_linear", clip_sample=False,
+        set_alpha_to_one=False, steps_offset=1, prediction_type=prediction_type,
+    )  # fmt: skip
+    return StableDiffusionPipeline(
+        vae=_vae(), text_encoder=text_encoder, tokenizer=tokenizer, unet=unet,
+        scheduler=scheduler, safety_checker=None, feature_extractor=None,
+        requires_safety_checker=False,
+    )  # fmt: skip
+
+
+def tiny_sd3(*, seed: int = 0, shift: float = 3.0):
+    """A tiny ``StableDiffusion3Pipeline`` (two tiny CLIP encoders, no T5; shift 3 as SD3);
+    16 x 16 images, 4 x 8 x 8 latents."""
+    from diffusers import (
+        FlowMatchEulerDiscreteScheduler,
+        SD3Transformer2DModel,
+        StableDiffusion3Pipeline,
+    )
+
+    tokenizer, text_encoder = tiny_clip_text(projection=True, seed=seed)
+    _, text_encoder_2 = tiny_clip_text(projection=True, seed=seed + 1)
+    torch.manual_seed(seed)
+    transformer = SD3Transformer2DModel(
+        sample_size=8, patch_size=2, in_channels=4, out_channels=4, num_layers=2,
+        attention_head_dim=8, num_attention_heads=2, joint_attention_dim=32,
+        caption_projection_dim=16, pooled_projection_dim=64,
+    ).eval()  # fmt: skip
+    return StableDiffusion3Pipeline(
+        transformer=transformer, scheduler=FlowMatchEulerDiscreteScheduler(shift=shift),
+        vae=_vae(shift_factor=0.0609, scaling_factor=1.5035), text_encoder=text_encoder,
+        tokenizer=tokenizer, text_encoder_2=text_encoder_2, tokenizer_2=tokenizer,
+        text_encoder_3=None, tokenizer_3=None,
+    )  # fmt: skip
