@@ -1,0 +1,81 @@
+"""Prompts as conditions: draw prompts, encode them with the pipeline's frozen text encoders.
+
+A condition here is a dict of tensors with one row per sample (:mod:`am.conditions`): the
+pipeline family's prompt embeddings (``prompt_embeds``, and ``pooled_prompt_embeds`` for SD3)
+and ``prompt_index``, the row of the prompt in the sampler's list, so that a reward can look the
+text up. Prompts are encoded once per batch, under no-grad, by the pipeline's own
+``encode_prompt``; GRPO groups and DPO pairs share one prompt and are encoded once.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+
+import torch
+from torch import Tensor
+
+from am.conditions import ConditionSampler
+
+__all__ = ["ENCODERS", "encode_prompts", "PromptSampler", "null_condition", "read_prompts"]
+
+
+def _encode_sd15(pipe, prompts: list[str], device) -> dict[str, Tensor]:
+    embeds, _ = pipe.encode_prompt(prompts, device, 1, do_classifier_free_guidance=False)
+    return {"prompt_embeds": embeds}
+
+
+def _encode_sd3(pipe, prompts: list[str], device) -> dict[str, Tensor]:
+    embeds, _, pooled, _ = pipe.encode_prompt(
+        prompts, prompts, prompts, device=device, do_classifier_free_guidance=False
+    )
+    return {"prompt_embeds": embeds, "pooled_prompt_embeds": pooled}
+
+
+# pipeline class name -> how its prompts become condition tensors
+ENCODERS: dict[str, Callable] = {
+    "StableDiffusionPipeline": _encode_sd15,
+    "StableDiffusion3Pipeline": _encode_sd3,
+}
+
+
+def encode_prompts(pipe, prompts: Sequence[str], device=None) -> dict[str, Tensor]:
+    """The condition tensors of ``prompts`` for ``pipe`` (no gradient)."""
+    name = type(pipe).__name__
+    if name not in ENCODERS:
+        raise ValueError(f"no prompt encoder for {name}; supported: {', '.join(ENCODERS)}")
+    with torch.no_grad():
+        return ENCODERS[name](pipe, list(prompts), device or pipe.device)
+
+
+class PromptSampler(ConditionSampler):
+    """Prompts drawn uniformly (with replacement) from ``prompts`` and encoded by ``pipe``."""
+
+    def __init__(self, pipe, prompts: Sequence[str], device=None):
+        if not prompts or isinstance(prompts, str):
+            raise ValueError("prompts must be a non-empty list of strings")
+        self.pipe, self.prompts, self.device = pipe, list(prompts), device
+
+    def draw(self, n: int, generator: torch.Generator) -> dict[str, Tensor]:
+        index = torch.randint(len(self.prompts), (n,), generator=generator)
+        cond = encode_prompts(self.pipe, [self.prompts[i] for i in index], self.device)
+        cond["prompt_index"] = index.to(next(iter(cond.values())).device)
+        return cond
+
+
+def null_condition(pipe, device=None) -> dict[str, Tensor]:
+    """The empty prompt's condition (one row; ``prompt_index = -1``): classifier-free
+    guidance's unconditional branch."""
+    cond = encode_prompts(pipe, [""], device)
+    cond["prompt_index"] = torch.full((1,), -1, device=next(iter(cond.values())).device)
+    return cond
+
+
+def read_prompts(path) -> list[str]:
+    """One prompt per line of a text file (blank lines and ``#`` comments skipped)."""
+    from pathlib import Path
+
+    lines = Path(path).read_text(encoding="utf-8").splitlines()
+    prompts = [ln.strip() for ln in lines if ln.strip() and not ln.lstrip().startswith("#")]
+    if not prompts:
+        raise ValueError(f"{path} holds no prompts")
+    return prompts

@@ -1,0 +1,131 @@
+"""Assemble a text-to-image fine-tuning problem from a diffusers pipeline.
+
+:func:`text_to_image` turns a pipeline, a prompt list and an image scorer into what
+:func:`am.finetune` (and every method of the registry) takes: the frozen base velocity in latent
+space, the reward on latents (decoded, scored against the prompt), the schedule of the
+pipeline's scheduler, the latent shape, the prompt sampler and the empty prompt for guidance,
+and, with LoRA, the model to train (the denoiser with its adapter).
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from torch import nn
+
+from am.t2i.denoisers import SD3Velocity, UNetVelocity
+from am.t2i.lora import DENOISER_OF, AdaptersDisabled, LoraSettings, add_lora, save_lora
+from am.t2i.prompts import PromptSampler, null_condition
+from am.t2i.reward import DecodedReward, LatentDecoder
+from am.t2i.schedules import prediction_type, schedule_from_scheduler
+
+__all__ = ["TextToImage", "text_to_image", "VELOCITY_OF", "denoiser_velocity"]
+
+
+def _unet(pipe, schedule):
+    return UNetVelocity(pipe.unet, schedule, prediction_type(pipe.scheduler))
+
+
+def _sd3(pipe, schedule):
+    return SD3Velocity(pipe.transformer, schedule, pipe.scheduler.config.num_train_timesteps)
+
+
+# pipeline class name -> its denoiser as a velocity on the scheduler's schedule
+VELOCITY_OF: dict[str, Callable] = {
+    "StableDiffusionPipeline": _unet,
+    "StableDiffusion3Pipeline": _sd3,
+}
+
+
+def denoiser_velocity(pipe, *, mu: float | None = None) -> nn.Module:
+    """The pipeline's denoiser as a velocity ``(z, t, cond)`` on its scheduler's schedule."""
+    name = type(pipe).__name__
+    if name not in VELOCITY_OF:
+        raise ValueError(f"unsupported pipeline {name}; supported: {', '.join(VELOCITY_OF)}")
+    return VELOCITY_OF[name](pipe, schedule_from_scheduler(pipe.scheduler, mu=mu))
+
+
+@dataclass
+class TextToImage:
+    """Everything :func:`am.finetune` takes for one pipeline (see :meth:`finetune_kwargs`)."""
+
+    pipe: Any
+    base: nn.Module
+    model: nn.Module | None
+    reward: DecodedReward
+    sample_shape: tuple[int, int, int]
+    conditions: PromptSampler
+    null_condition: dict
+    lora: LoraSettings | None
+
+    @property
+    def schedule(self):
+        return self.base.schedule if self.lora is None else self.model.schedule
+
+    def finetune_kwargs(self) -> dict[str, Any]:
+        """``base, reward, schedule, sample_shape, conditions, null_condition, model``."""
+        return dict(
+            base=self.base, reward=self.reward, schedule=self.schedule,
+            sample_shape=self.sample_shape, conditions=self.conditions,
+            null_condition=self.null_condition, model=self.model,
+        )  # fmt: skip
+
+    def save(self, trained: nn.Module, directory: str | os.PathLike) -> Path:
+        """Save the fine-tuned denoiser: LoRA in diffusers' format (``pipe.load_lora_weights``),
+        a full fine-tune with ``save_pretrained`` into ``directory/<unet|transformer>``."""
+        directory = Path(directory)
+        directory.mkdir(parents=True, exist_ok=True)
+        if self.lora is not None:
+            save_lora(self.pipe, directory)
+            return directory
+        attribute, _ = DENOISER_OF[type(self.pipe).__name__]
+        getattr(trained, attribute).save_pretrained(directory / attribute)
+        return directory / attribute
+
+
+def text_to_image(
+    pipe,
+    prompts: Sequence[str],
+    scorer: Callable,
+    *,
+    height: int,
+    width: int,
+    lora: LoraSettings | None = None,
+    mu: float | None = None,
+) -> TextToImage:
+    """Set up fine-tuning ``pipe``'s denoiser towards ``p_base(z | prompt) exp(lambda r)`` with
+    ``r = scorer(decode(z), prompt)`` (``scorer``: ``(images [B, 3, H, W] in [0, 1], prompts)
+    -> [B]``, e.g. :func:`am.vision.load_scorer`). ``lora``: train a LoRA adapter (the base is
+    the same denoiser with the adapter disabled); ``None``: train a full copy (the default
+    model of :func:`am.finetune`). ``height``, ``width``: the image size in pixels."""
+    name = type(pipe).__name__
+    if name not in DENOISER_OF:
+        raise ValueError(f"unsupported pipeline {name}; supported: {', '.join(DENOISER_OF)}")
+    factor = pipe.vae_scale_factor
+    if height % factor or width % factor:
+        raise ValueError(f"height and width must be multiples of {factor}, got {height}x{width}")
+    for component in pipe.components.values():
+        if isinstance(component, nn.Module):
+            component.eval().requires_grad_(False)
+    velocity = denoiser_velocity(pipe, mu=mu)
+    model = None
+    base: nn.Module = velocity
+    if lora is not None:
+        attribute, _ = DENOISER_OF[name]
+        add_lora(getattr(pipe, attribute), lora)
+        model, base = velocity, AdaptersDisabled(velocity, getattr(pipe, attribute))
+    channels = pipe.vae.config.latent_channels
+    return TextToImage(
+        pipe=pipe,
+        base=base,
+        model=model,
+        reward=DecodedReward(LatentDecoder(pipe.vae), scorer, prompts),
+        sample_shape=(channels, height // factor, width // factor),
+        conditions=PromptSampler(pipe, prompts),
+        null_condition=null_condition(pipe),
+        lora=lora,
+    )
