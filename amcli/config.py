@@ -134,6 +134,8 @@ def _check_type(value: Any, tp: Any, key: str) -> Any:
     """Check/convert ``value`` against annotation ``tp``; raise :class:`ConfigError` naming ``key``."""
     origin = typing.get_origin(tp)
     if origin in (typing.Union, types.UnionType):
+        if value is None and type(None) in typing.get_args(tp):
+            return None  # before any dataclass arm, which would read null as "all defaults"
         errors = []
         for arm in typing.get_args(tp):
             try:

@@ -49,8 +49,11 @@ class UNetVelocity(nn.Module):
         _require(cond, ("prompt_embeds",), "UNetVelocity")
         t = t.expand(z.shape[0])
         sv = self.schedule(t.double()).broadcast_to(z)
-        timestep = self.schedule.time_to_timestep(t.double()).to(z.dtype)
-        out = self.unet(z, timestep, encoder_hidden_states=cond["prompt_embeds"]).sample
+        # the network runs in its own dtype (bfloat16 weights); the state stays in z's dtype
+        dtype = self.unet.dtype
+        timestep = self.schedule.time_to_timestep(t.double()).to(dtype)
+        embeds = cond["prompt_embeds"].to(dtype)
+        out = self.unet(z.to(dtype), timestep, encoder_hidden_states=embeds).sample.to(z.dtype)
         alpha, beta = sv.alpha.to(z.dtype), sv.beta.to(z.dtype)
         if self.prediction_type == "epsilon":
             eps = out
@@ -81,13 +84,14 @@ class SD3Velocity(nn.Module):
         _require(cond, ("prompt_embeds", "pooled_prompt_embeds"), "SD3Velocity")
         t = t.expand(z.shape[0])
         sv = self.schedule(t.double())
+        dtype = self.transformer.dtype  # the network's own dtype; the state stays in z's
         out = self.transformer(
-            hidden_states=z,
-            timestep=(self.num_train_timesteps * sv.beta).to(z.dtype),
-            encoder_hidden_states=cond["prompt_embeds"],
-            pooled_projections=cond["pooled_prompt_embeds"],
+            hidden_states=z.to(dtype),
+            timestep=(self.num_train_timesteps * sv.beta).to(dtype),
+            encoder_hidden_states=cond["prompt_embeds"].to(dtype),
+            pooled_projections=cond["pooled_prompt_embeds"].to(dtype),
             return_dict=False,
-        )[0]
+        )[0].to(z.dtype)
         return sv.broadcast_to(z).d_beta.to(z.dtype) * out
 
 

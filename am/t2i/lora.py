@@ -56,6 +56,11 @@ def add_lora(module: nn.Module, settings: LoraSettings) -> nn.Module:
             init_lora_weights=True,  # B = 0: the fine-tuned model starts at the base
         )
     )
+    # the adapter trains in float32 beside bfloat16/float16 frozen weights (peft casts the
+    # activations at the adapter's boundary)
+    for p in module.parameters():
+        if p.requires_grad:
+            p.data = p.data.float()
     return module
 
 

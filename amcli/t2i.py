@@ -1,0 +1,212 @@
+"""``python -m amcli.t2i {finetune,sample,check,make-tiny}``: text-to-image fine-tuning.
+
+    python -m amcli.t2i finetune config/sd15_authors.yaml --run-dir runs/sd15
+    python -m amcli.t2i sample config/sd15_authors.yaml --run-dir runs/sd15 --out samples/sd15
+    python -m amcli.t2i sample config/sd15_authors.yaml --out samples/base     # the base model
+    python -m amcli.t2i make-tiny sd15 models/tiny-sd15     # a tiny random pipeline, for tests
+
+The config (YAML) names the model (a directory or a Hub id in the local cache), the reward
+(image scorers from ``am.vision`` times ``reward_scale``), the prompt files, the method and its
+config, LoRA or a full fine-tune, training and sampling; it is validated, and the model, prompt
+files and reward weights are found, before any compute. ``finetune`` writes checkpoints (exact
+resume), ``metrics.jsonl`` and the result (``lora/`` in diffusers' format, or ``<denoiser>/``
+with ``save_pretrained``); ``sample`` writes PNGs and a ``metadata.csv`` that
+``python -m amcli.score_images`` scores.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from am.train import TrainConfig
+from amcli.config import ConfigError, build_dataclass
+from baselines.registry import method_class
+
+__all__ = ["T2IConfig", "parse_t2i_config", "main"]
+
+
+@dataclass(frozen=True)
+class ModelSpec:
+    """``path``: a directory saved with ``save_pretrained`` or a Hub id in the local cache;
+    ``dtype`` of the frozen weights; image ``height``/``width``; ``mu``: Flux-style dynamic
+    shift; ``gradient_checkpointing`` of the denoiser and the VAE decoder."""
+
+    path: str = ""
+    dtype: str = "float32"
+    height: int = 512
+    width: int = 512
+    mu: float | None = None
+    gradient_checkpointing: bool = False
+
+
+@dataclass(frozen=True)
+class LoraSpec:
+    rank: int = 16
+    alpha: float = 16.0
+    target_modules: tuple[str, ...] = ("to_q", "to_k", "to_v", "to_out.0")
+    dropout: float = 0.0
+
+
+@dataclass(frozen=True)
+class RewardSpec:
+    """``terms``: ``{scorer: weight}`` (``am.vision.SCORERS``); ``reward_scale``: lambda;
+    ``weights``: ``{scorer: directory}`` where a scorer's files are not in ``$AM_WEIGHTS``."""
+
+    terms: dict = field(default_factory=lambda: {"imagereward": 1.0})
+    reward_scale: float = 1.0
+    weights: dict = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class PromptSpec:
+    """Prompt files, one prompt per line: ``train`` (fine-tuning) and ``eval`` (sampling)."""
+
+    train: str = ""
+    eval: str = ""
+
+
+@dataclass(frozen=True)
+class SampleSpec:
+    """``per_prompt`` images of each eval prompt, ``num_steps``, ``diffusion`` (``ode``,
+    ``memoryless``, ``ddim:<eta>`` = eta times the memoryless noise, or a constant), ``guidance``
+    (classifier-free, 1 = off), ``batch_size``, ``seed``."""
+
+    per_prompt: int = 10
+    num_steps: int = 40
+    diffusion: str = "ode"
+    guidance: float = 1.0
+    batch_size: int = 8
+    seed: int = 0
+
+
+@dataclass(frozen=True)
+class T2IConfig:
+    _internal_fields = ("method_config",)
+
+    model: ModelSpec = field(default_factory=ModelSpec)
+    lora: LoraSpec | None = field(default_factory=LoraSpec)
+    reward: RewardSpec = field(default_factory=RewardSpec)
+    prompts: PromptSpec = field(default_factory=PromptSpec)
+    method: str = "adjoint_matching"
+    method_config: Any = None
+    train: TrainConfig = field(default_factory=TrainConfig)
+    sample: SampleSpec = field(default_factory=SampleSpec)
+    device: str = "auto"
+
+
+def parse_t2i_config(data: dict, base_dir: Path | None = None) -> T2IConfig:
+    """A validated :class:`T2IConfig`: keys and types, the method and its config, the scorer
+    names, the prompt files (relative to ``base_dir``) and the dtype."""
+    from am.t2i.loading import DTYPES
+    from am.vision import SCORERS
+
+    if not isinstance(data, dict):
+        raise ConfigError(f"config: expected a mapping, got {type(data).__name__}")
+    data = dict(data)
+    method = dict(data.pop("method", None) or {})
+    name = method.pop("name", "adjoint_matching")
+    try:
+        cls = method_class(name)
+    except ValueError as e:
+        raise ConfigError(f"method.name: {e}") from None
+    method_config = build_dataclass(cls.config_class, method, "method")
+    cfg = build_dataclass(T2IConfig, data)
+    if not cfg.model.path:
+        raise ConfigError("model.path: name a model directory or a Hub id")
+    if cfg.model.dtype not in DTYPES:
+        raise ConfigError(f"model.dtype: one of {sorted(DTYPES)}, got {cfg.model.dtype!r}")
+    unknown = sorted(set(cfg.reward.terms) - set(SCORERS))
+    if unknown or not cfg.reward.terms:
+        raise ConfigError(f"reward.terms: unknown scorer(s) {unknown}; known: {list(SCORERS)}")
+    for key in ("train", "eval"):
+        value = getattr(cfg.prompts, key)
+        path = Path(value) if base_dir is None or Path(value).is_absolute() else base_dir / value
+        if not value or not path.is_file():
+            raise ConfigError(f"prompts.{key}: prompt file {value!r} not found ({path})")
+    _diffusion_spec(cfg.sample.diffusion, "sample.diffusion")
+    return dataclasses.replace(cfg, method=name, method_config=method_config)
+
+
+def _diffusion_spec(spec: str, key: str):
+    if spec in ("ode", "memoryless"):
+        return spec
+    try:
+        if spec.startswith("ddim:"):
+            return ("ddim", float(spec[5:]))
+        return float(spec)
+    except ValueError:
+        raise ConfigError(
+            f"{key}: 'ode', 'memoryless', 'ddim:<eta>' or a number, got {spec!r}"
+        ) from None
+
+
+def load_config(path: str) -> T2IConfig:
+    p = Path(path)
+    if not p.is_file():
+        raise SystemExit(f"config file not found: {p.resolve()}")
+    return parse_t2i_config(yaml.safe_load(p.read_text()) or {})
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(
+        prog="python -m amcli.t2i",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    sub = ap.add_subparsers(dest="command", required=True)
+    for name in ("finetune", "sample", "check"):
+        p = sub.add_parser(name)
+        p.add_argument("config")
+        if name != "check":
+            p.add_argument(
+                "--run-dir", default=None, help="the fine-tuning run (sample: none = base)"
+            )
+        if name == "sample":
+            p.add_argument("--out", required=True, help="folder for the images and metadata.csv")
+            p.add_argument("--prompts", default=None, help="prompt file (default: prompts.eval)")
+    tiny = sub.add_parser("make-tiny", help="write a tiny random pipeline (tests, smoke runs)")
+    tiny.add_argument("family", choices=["sd15", "sd3"])
+    tiny.add_argument("directory")
+    args = ap.parse_args(argv)
+    if args.command == "make-tiny":
+        from amcli.t2i_run import make_tiny
+
+        make_tiny(args.family, Path(args.directory))
+        return 0
+    try:
+        cfg = load_config(args.config)
+    except ConfigError as e:
+        print(f"invalid config {args.config}: {e}", file=sys.stderr)
+        return 2
+    if args.command == "check":
+        print(yaml.safe_dump(dataclasses.asdict(cfg), sort_keys=False))
+        return 0
+    from amcli.t2i_run import ResourceError, finetune, sample
+
+    try:
+        if args.command == "finetune":
+            if args.run_dir is None:
+                ap.error("finetune needs --run-dir")
+            finetune(cfg, Path(args.run_dir))
+        else:
+            sample(
+                cfg,
+                run_dir=args.run_dir and Path(args.run_dir),
+                out=Path(args.out),
+                prompts_file=args.prompts,
+            )
+    except ResourceError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

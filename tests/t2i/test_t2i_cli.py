@@ -1,0 +1,149 @@
+"""``python -m amcli.t2i`` end to end on a tiny pipeline written to disk: config -> fine-tune
+(LoRA and full) -> sample -> score_images; and the errors before any compute."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pandas as pd
+import pytest
+import torch
+import yaml
+
+pytest.importorskip("diffusers")
+pytest.importorskip("peft")
+
+from am.vision.clip import AestheticMLP  # noqa: E402
+from am.vision.testing import tiny_clip_dir  # noqa: E402
+from amcli.config import ConfigError  # noqa: E402
+from amcli.t2i import main, parse_t2i_config  # noqa: E402
+
+ROOT = Path(__file__).resolve().parents[2]
+PROMPTS = ROOT / "data" / "prompts"
+
+
+@pytest.fixture(scope="module")
+def world(tmp_path_factory):
+    """A tiny SD 1.5-style pipeline saved with save_pretrained, and tiny scorer weights."""
+    tmp = tmp_path_factory.mktemp("t2i")
+    assert main(["make-tiny", "sd15", str(tmp / "models" / "sd15")]) == 0
+    weights = tmp / "weights"
+    tiny_clip_dir(weights / "clip-vit-large-patch14", seed=3)
+    (weights / "aesthetic").mkdir()
+    torch.manual_seed(0)
+    torch.save(
+        AestheticMLP(16).state_dict(), weights / "aesthetic" / "sac+logos+ava1-l14-linearMSE.pth"
+    )
+    return tmp
+
+
+def write_config(world, name="run.yaml", **overrides):
+    cfg = {
+        "model": {"path": str(world / "models" / "sd15"), "height": 16, "width": 16},
+        "lora": {"rank": 4, "alpha": 8.0},
+        "reward": {"terms": {"aesthetic": 1.0}, "reward_scale": 10.0},
+        "prompts": {
+            "train": str(PROMPTS / "demo_train.txt"),
+            "eval": str(PROMPTS / "demo_eval.txt"),
+        },
+        "method": {"name": "adjoint_matching", "num_steps": 4},
+        "train": {"iterations": 2, "batch_size": 4, "lr": 1e-2},
+        "sample": {"per_prompt": 2, "num_steps": 4, "batch_size": 8},
+        "device": "cpu",
+    }
+    for key, value in overrides.items():
+        cfg[key] = value
+    path = world / name
+    path.write_text(yaml.safe_dump(cfg))
+    return path
+
+
+@pytest.fixture(autouse=True)
+def _weights(world, monkeypatch):
+    monkeypatch.setenv("AM_WEIGHTS", str(world / "weights"))
+    monkeypatch.setenv("HF_HUB_CACHE", str(world / "hub"))
+
+
+@pytest.mark.parametrize("lora", [{"rank": 4, "alpha": 8.0}, None], ids=["lora", "full"])
+def test_finetune_sample_score(world, lora):
+    tag = "lora" if lora else "full"
+    config = write_config(world, f"{tag}.yaml", lora=lora)
+    run_dir = world / "runs" / tag
+    assert main(["finetune", str(config), "--run-dir", str(run_dir)]) == 0
+    saved = run_dir / ("lora" if lora else "result/unet")
+    assert saved.is_dir() and json.loads((run_dir / "result.json").read_text())["iterations"] == 2
+    assert (run_dir / "checkpoint.pt").is_file() and (run_dir / "config.yaml").is_file()
+    out_ft, out_base = world / "samples" / tag, world / "samples" / f"{tag}-base"
+    assert main(["sample", str(config), "--run-dir", str(run_dir), "--out", str(out_ft)]) == 0
+    assert main(["sample", str(config), "--out", str(out_base)]) == 0
+    meta = pd.read_csv(out_ft / "metadata.csv")
+    assert len(meta) == 16 and meta["prompt"].nunique() == 8
+    import numpy as np
+    from PIL import Image
+
+    first = lambda d: torch.tensor(np.asarray(Image.open(d / "00000.png")), dtype=torch.float32)  # noqa: E731
+    assert (first(out_ft) - first(out_base)).abs().max() > 0  # the fine-tuned model differs
+    from amcli.score_images import main as score
+
+    assert score([str(out_ft), "--metrics", "clipscore,aesthetic"]) == 0
+    summary = pd.read_csv(out_ft / "metrics.csv")
+    assert list(summary["metric"]) == ["clipscore", "aesthetic"] and (summary["prompts"] == 8).all()
+
+
+def test_errors_before_any_compute(world, tmp_path, capsys):
+    missing = write_config(world, "missing.yaml", model={"path": str(tmp_path / "nowhere")})
+    assert main(["finetune", str(missing), "--run-dir", str(tmp_path / "r")]) == 2
+    err = capsys.readouterr().err
+    assert "model_index.json" in err and str(tmp_path / "nowhere") in err
+    assert not (tmp_path / "r").exists()
+    no_weights = write_config(world, "noweights.yaml", reward={"terms": {"pickscore": 1.0}})
+    assert main(["finetune", str(no_weights), "--run-dir", str(tmp_path / "r")]) == 2
+    assert "model.safetensors" in capsys.readouterr().err
+    typo = write_config(world, "typo.yaml", train={"iterations": 2, "batchsize": 4})
+    assert main(["check", str(typo)]) == 2
+    assert "train: unknown key(s) ['batchsize']" in capsys.readouterr().err
+    assert (
+        main(
+            [
+                "sample",
+                str(write_config(world)),
+                "--run-dir",
+                str(tmp_path),
+                "--out",
+                str(tmp_path / "o"),
+            ]
+        )
+        == 2
+    )
+    assert "holds no fine-tuning result" in capsys.readouterr().err
+
+
+def test_unsupported_prediction_type_is_refused(world, tmp_path, capsys):
+    import shutil
+
+    model = tmp_path / "sd15"
+    shutil.copytree(world / "models" / "sd15", model)
+    config_file = model / "scheduler" / "scheduler_config.json"
+    scheduler = json.loads(config_file.read_text())
+    scheduler["prediction_type"] = "sample"
+    config_file.write_text(json.dumps(scheduler))
+    config = write_config(
+        world, "sample_pred.yaml", model={"path": str(model), "height": 16, "width": 16}
+    )
+    assert main(["finetune", str(config), "--run-dir", str(tmp_path / "r")]) == 2
+    assert "prediction_type 'sample'" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("name", ["sd15_authors.yaml", "paper.yaml"])
+def test_shipped_configs_parse(name, tmp_path, monkeypatch):
+    data = yaml.safe_load((ROOT / "config" / name).read_text())
+    monkeypatch.chdir(tmp_path)  # the prompt files are fetched there, as `amcli.prompts` does
+    (tmp_path / "data" / "prompts").mkdir(parents=True)
+    for key in ("train", "eval"):
+        (tmp_path / data["prompts"][key]).write_text("a prompt\n")
+    cfg = parse_t2i_config(data)
+    assert cfg.method == "adjoint_matching" and cfg.reward.terms == {"imagereward": 1.0}
+    (tmp_path / data["prompts"]["eval"]).unlink()
+    with pytest.raises(ConfigError, match="prompts.eval"):
+        parse_t2i_config(data)
