@@ -21,6 +21,7 @@ import torch
 from torch import nn
 from tqdm.auto import tqdm
 
+from am.distributed import SingleProcess, data_parallel
 from am.methods.base import Method
 from am.reuse import RolloutReuse
 
@@ -41,7 +42,10 @@ class TrainConfig:
     ``batch_size`` rollouts (1: a fresh batch every step; more: :mod:`am.reuse`), each on
     ``minibatch`` stored rollouts (default ``batch_size``); ``updates_per_rollout * minibatch``
     must be a multiple of ``batch_size`` (each rollout is then served that many times over).
-    ``iterations`` counts optimiser steps."""
+    ``iterations`` counts optimiser steps. ``micro_batches``: the batch is drawn and
+    differentiated in that many chunks (gradient accumulation; memory of one chunk), which are
+    shared out between the processes of a multi-process run (:mod:`am.distributed`): the result
+    does not depend on the number of processes."""
 
     iterations: int = 1000
     batch_size: int = 256
@@ -56,10 +60,11 @@ class TrainConfig:
     seed: int = 0
     updates_per_rollout: int = 1
     minibatch: int | None = None
+    micro_batches: int = 1
 
     def __post_init__(self):
         keys = ("iterations", "batch_size", "checkpoint_every", "log_every", "seed")
-        for key in (*keys, "updates_per_rollout"):
+        for key in (*keys, "updates_per_rollout", "micro_batches"):
             val = getattr(self, key)
             if isinstance(val, bool) or not isinstance(val, int):
                 raise ValueError(f"train.{key} must be an integer, got {val!r}")
@@ -84,6 +89,15 @@ class TrainConfig:
         if self.updates_per_rollout < 1:
             raise ValueError(
                 f"train.updates_per_rollout must be >= 1, got {self.updates_per_rollout}"
+            )
+        if self.micro_batches < 1 or self.batch_size % self.micro_batches:
+            raise ValueError(
+                f"train.micro_batches must be >= 1 and divide train.batch_size "
+                f"({self.batch_size}), got {self.micro_batches}"
+            )
+        if self.micro_batches > 1 and self.updates_per_rollout > 1:
+            raise ValueError(
+                "train.micro_batches > 1 does not combine with updates_per_rollout > 1"
             )
         mb = self.minibatch
         if mb is not None and (isinstance(mb, bool) or not isinstance(mb, int) or mb < 1):
@@ -134,10 +148,11 @@ def load_weights(model: nn.Module, path: str | Path, *, ema: bool = True) -> nn.
     return model
 
 
-def iteration_generator(seed: int, iteration: int, device="cpu") -> torch.Generator:
-    """The generator of one iteration: a pure function of ``(seed, iteration)``."""
+def iteration_generator(seed: int, iteration: int, device="cpu", chunk: int = 0) -> torch.Generator:
+    """The generator of one iteration (of its micro-batch ``chunk``): a pure function of
+    ``(seed, iteration, chunk)``; chunk 0 is the whole batch's generator of a one-chunk run."""
     g = torch.Generator(device=device)
-    g.manual_seed((seed * 1_000_003 + iteration) % (2**63 - 1))
+    g.manual_seed((seed * 1_000_003 + iteration + chunk * 7_919_000_009) % (2**63 - 1))
     return g
 
 
@@ -178,11 +193,20 @@ class Trainer:
         model: nn.Module,
         config: TrainConfig,
         run_dir: str | Path | None = None,
+        parallel: SingleProcess | None = None,
     ):
         self.method, self.model, self.config = method, model, config
         self.params = [p for p in model.parameters() if p.requires_grad]
         if not self.params:
             raise ValueError("the model has no trainable parameters")
+        self.parallel = parallel if parallel is not None else data_parallel()
+        if config.micro_batches % self.parallel.world_size:
+            raise ValueError(
+                f"train.micro_batches ({config.micro_batches}) must be a multiple of the number "
+                f"of processes ({self.parallel.world_size})"
+            )
+        with torch.no_grad():  # every process starts from rank 0's parameters
+            self.parallel.broadcast_([p.data for p in self.params])
         self.optimizer = torch.optim.AdamW(
             self.params, lr=config.lr, betas=tuple(config.betas), weight_decay=config.weight_decay
         )
@@ -221,8 +245,9 @@ class Trainer:
         }
 
     def save_checkpoint(self) -> None:
-        if self.checkpoint_path is not None:
+        if self.checkpoint_path is not None and self.parallel.is_main:
             _atomic_torch_save(self.state_dict(), self.checkpoint_path)
+        self.parallel.barrier()  # no process reads or moves on before the file is complete
 
     def load_checkpoint(self, path: str | Path | None = None) -> bool:
         """Restore from ``path`` (default: ``run_dir/checkpoint.pt``); False if there is none."""
@@ -263,7 +288,7 @@ class Trainer:
     def _truncate_log(self) -> None:
         """Drop log lines written after the checkpoint, so a resumed log has no duplicates."""
         log = None if self.run_dir is None else self.run_dir / "metrics.jsonl"
-        if log is None or not log.exists():
+        if log is None or not log.exists() or not self.parallel.is_main:
             return
         keep = [
             ln
@@ -291,7 +316,7 @@ class Trainer:
 
     # -- loop ----------------------------------------------------------------------------------
     def _log(self, record: dict) -> None:
-        if self.run_dir is None:
+        if self.run_dir is None or not self.parallel.is_main:
             return
         with open(self.run_dir / "metrics.jsonl", "a") as f:
             f.write(json.dumps(record) + "\n")
@@ -309,16 +334,16 @@ class Trainer:
         cfg = self.config
         device = self.params[0].device
         t0 = time.perf_counter()
+        self.optimizer.zero_grad(set_to_none=True)
         if self.reuse is None:
-            gen = iteration_generator(cfg.seed, self.iteration, device)
-            out = self.method.loss(self.model, batch_size=cfg.batch_size, generator=gen)
+            metrics = self._accumulate(device)
         else:  # the round's generator: its rollouts are drawn once, at its first step
             gen = iteration_generator(cfg.seed, self.iteration // cfg.updates_per_rollout, device)
             out = self.reuse.loss(self.model, self.iteration, gen)
-        if not torch.isfinite(out.loss):
-            raise NonFiniteError(self._nan_message("loss"))
-        self.optimizer.zero_grad(set_to_none=True)
-        out.loss.backward()
+            if not torch.isfinite(out.loss):
+                raise NonFiniteError(self._nan_message("loss"))
+            out.loss.backward()
+            metrics = out.metrics
         grad_norm = torch.nn.utils.clip_grad_norm_(
             self.params, cfg.grad_clip if cfg.grad_clip is not None else float("inf")
         )
@@ -336,11 +361,44 @@ class Trainer:
         self.iteration += 1
         return {
             "iteration": self.iteration,
-            **out.metrics,
+            **metrics,
             "grad_norm": float(grad_norm),
             "lr": lr,
             "seconds": time.perf_counter() - t0,
         }
+
+    def _accumulate(self, device) -> dict:
+        """This process's share of the micro-batches: their gradients accumulated into the
+        parameters' ``.grad`` and averaged across processes; returns the metrics averaged over
+        every micro-batch of the step. Raises :class:`NonFiniteError` (on every process) before
+        the parameters move if any micro-batch's loss is not finite."""
+        cfg, par = self.config, self.parallel
+        per = cfg.micro_batches // par.world_size
+        chunks = range(par.rank * per, (par.rank + 1) * per)
+        totals: dict[str, float] = {}
+        finite = True
+        for chunk in chunks:
+            gen = iteration_generator(cfg.seed, self.iteration, device, chunk)
+            out = self.method.loss(
+                self.model, batch_size=cfg.batch_size // cfg.micro_batches, generator=gen
+            )
+            finite = finite and bool(torch.isfinite(out.loss))
+            if finite:
+                (out.loss / per).backward()
+            for k, v in out.metrics.items():
+                totals[k] = totals.get(k, 0.0) + float(v) / per
+        if par.world_size > 1:
+            names = sorted(totals)
+            flags = torch.tensor([float(not finite), *(totals[k] for k in names)], device=device)
+            par.mean_([flags])
+            finite, totals = bool(flags[0] == 0), dict(zip(names, flags[1:].tolist(), strict=True))
+            grads = [p.grad if p.grad is not None else torch.zeros_like(p) for p in self.params]
+            par.mean_(grads)
+            for p, g in zip(self.params, grads, strict=True):
+                p.grad = g
+        if not finite:
+            raise NonFiniteError(self._nan_message("loss"))
+        return totals
 
     def _nan_message(self, what: str) -> str:
         where = (

@@ -31,8 +31,11 @@ def make_tiny(family: str, directory: Path) -> None:
 
 
 def _device(cfg) -> torch.device:
+    """``auto``: this process's device (its own GPU under ``accelerate launch``)."""
     if cfg.device == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+        from am.distributed import data_parallel
+
+        return data_parallel().device
     return torch.device(cfg.device)
 
 
@@ -72,6 +75,7 @@ def finetune(cfg, run_dir: Path) -> Path:
     except MissingWeightsError as e:
         raise ResourceError(str(e)) from None
     lora = None if cfg.lora is None else LoraSettings(**dataclasses.asdict(cfg.lora))
+    torch.manual_seed(cfg.train.seed)  # the LoRA's initial A: the same in every run of a config
     try:
         setup = text_to_image(pipe, prompts, reward, height=cfg.model.height,
                               width=cfg.model.width, lora=lora, mu=cfg.model.mu)  # fmt: skip
@@ -81,15 +85,22 @@ def finetune(cfg, run_dir: Path) -> Path:
         getattr(pipe, DENOISER_OF[type(pipe).__name__][0]).enable_gradient_checkpointing()
         pipe.vae.enable_gradient_checkpointing()
     run_dir.mkdir(parents=True, exist_ok=True)
-    atomic_write_text(run_dir / "config.yaml", yaml.safe_dump(_plain(cfg), sort_keys=False))
+    from am.distributed import data_parallel
+
+    if data_parallel().is_main:
+        atomic_write_text(run_dir / "config.yaml", yaml.safe_dump(_plain(cfg), sort_keys=False))
     result = am.finetune(
         **setup.finetune_kwargs(), reward_scale=cfg.reward.reward_scale,
         method=method_class(cfg.method), config=cfg.method_config, train=cfg.train,
         run_dir=run_dir, threads=1 if device.type == "cpu" else None,
     )  # fmt: skip
-    out = setup.save(result.model, run_dir / ("lora" if lora is not None else "result"))
-    summary = {"iterations": result.iterations, "seconds": result.seconds, "saved": str(out)}
-    atomic_write_text(run_dir / "result.json", json.dumps(summary, indent=1))
+    from am.distributed import data_parallel
+
+    out = run_dir / ("lora" if lora is not None else "result")
+    if data_parallel().is_main:  # every process holds the same weights; one writes them
+        out = setup.save(result.model, out)
+        summary = {"iterations": result.iterations, "seconds": result.seconds, "saved": str(out)}
+        atomic_write_text(run_dir / "result.json", json.dumps(summary, indent=1))
     return out
 
 
