@@ -11,18 +11,23 @@ a dict of prompt tensors (:mod:`am.t2i.prompts`). The velocity is the one of the
 * :class:`SD3Velocity` (``SD3Transformer2DModel``, shifted flow matching): the network sees
   ``1000 sigma`` and predicts ``d z / d sigma = noise - data``; with ``sigma = beta(t)`` the
   velocity is ``beta'(t) * prediction``.
+* :class:`FluxVelocity` (``FluxTransformer2DModel``): the same on 2 x 2-packed latents (packed
+  and unpacked here with the pipeline's own functions, so the state keeps its ``[C, h, w]``
+  shape), with ``sigma`` as the timestep and, for guidance-distilled models (Flux-dev), the
+  distilled guidance scale as an input.
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping
 
+import torch
 from torch import Tensor, nn
 
-from am.schedules import DiscreteVPSchedule, Schedule
+from am.schedules import DiscreteVPSchedule
 from am.t2i.schedules import PREDICTION_TYPES, ShiftedFlowMatchingSchedule
 
-__all__ = ["UNetVelocity", "SD3Velocity"]
+__all__ = ["UNetVelocity", "SD3Velocity", "FluxVelocity"]
 
 
 def _require(cond: Mapping[str, Tensor] | None, keys: tuple[str, ...], who: str) -> None:
@@ -34,6 +39,8 @@ def _require(cond: Mapping[str, Tensor] | None, keys: tuple[str, ...], who: str)
 class UNetVelocity(nn.Module):
     """An SD 1.5-style ``UNet2DConditionModel`` (epsilon or v-prediction) as a velocity on a
     :class:`am.schedules.DiscreteVPSchedule`. ``cond["prompt_embeds"]``: ``[B, L, D]``."""
+
+    latent_multiple = 1  # latent height and width must be multiples of this
 
     def __init__(self, unet: nn.Module, schedule: DiscreteVPSchedule, prediction_type: str):
         super().__init__()
@@ -68,6 +75,8 @@ class SD3Velocity(nn.Module):
     :class:`ShiftedFlowMatchingSchedule`. ``cond``: ``prompt_embeds [B, L, D]`` and
     ``pooled_prompt_embeds [B, P]``."""
 
+    latent_multiple = 2  # 2 x 2 patches
+
     def __init__(
         self,
         transformer: nn.Module,
@@ -95,6 +104,44 @@ class SD3Velocity(nn.Module):
         return sv.broadcast_to(z).d_beta.to(z.dtype) * out
 
 
-def schedule_of(velocity: nn.Module) -> Schedule:
-    """The schedule a denoiser adapter runs on."""
-    return velocity.schedule
+class FluxVelocity(nn.Module):
+    """A ``FluxTransformer2DModel`` as a velocity on a :class:`ShiftedFlowMatchingSchedule`.
+    ``cond``: ``prompt_embeds [B, L, D]`` (T5) and ``pooled_prompt_embeds [B, P]`` (CLIP);
+    ``guidance``: the distilled guidance scale fed to guidance-embedding models (ignored by
+    the others, e.g. Flux-schnell)."""
+
+    latent_multiple = 2  # 2 x 2 packing
+
+    def __init__(
+        self, transformer: nn.Module, schedule: ShiftedFlowMatchingSchedule, guidance: float = 3.5
+    ):
+        super().__init__()
+        if not isinstance(schedule, ShiftedFlowMatchingSchedule):
+            raise ValueError(f"FluxVelocity needs a ShiftedFlowMatchingSchedule, got {schedule!r}")
+        self.transformer, self.schedule, self.guidance = transformer, schedule, float(guidance)
+
+    def forward(self, z: Tensor, t: Tensor, cond: Mapping[str, Tensor]) -> Tensor:
+        from diffusers import FluxPipeline
+
+        _require(cond, ("prompt_embeds", "pooled_prompt_embeds"), "FluxVelocity")
+        b, c, h, w = z.shape
+        t = t.expand(b)
+        sv = self.schedule(t.double())
+        dtype = self.transformer.dtype
+        embeds = cond["prompt_embeds"].to(dtype)
+        guidance = None
+        if self.transformer.config.guidance_embeds:
+            guidance = torch.full((b,), self.guidance, device=z.device, dtype=dtype)
+        out = self.transformer(
+            hidden_states=FluxPipeline._pack_latents(z.to(dtype), b, c, h, w),
+            timestep=sv.beta.to(dtype),  # Flux takes sigma (it scales by 1000 itself)
+            guidance=guidance,
+            pooled_projections=cond["pooled_prompt_embeds"].to(dtype),
+            encoder_hidden_states=embeds,
+            txt_ids=torch.zeros(embeds.shape[1], 3, device=z.device, dtype=dtype),
+            img_ids=FluxPipeline._prepare_latent_image_ids(b, h // 2, w // 2, z.device, dtype),
+            return_dict=False,
+        )[0]
+        # _unpack_latents takes pixel sizes and the VAE's factor: with factor 1 they are ours
+        out = FluxPipeline._unpack_latents(out, h, w, 1).to(z.dtype)
+        return sv.broadcast_to(z).d_beta.to(z.dtype) * out

@@ -22,6 +22,7 @@ __all__ = ["LoraSettings", "add_lora", "AdaptersDisabled", "save_lora", "DENOISE
 DENOISER_OF: dict[str, tuple[str, str]] = {
     "StableDiffusionPipeline": ("unet", "unet"),
     "StableDiffusion3Pipeline": ("transformer", "transformer"),
+    "FluxPipeline": ("transformer", "transformer"),
 }
 
 

@@ -31,10 +31,19 @@ def _encode_sd3(pipe, prompts: list[str], device) -> dict[str, Tensor]:
     return {"prompt_embeds": embeds, "pooled_prompt_embeds": pooled}
 
 
+def _encode_flux(pipe, prompts: list[str], device) -> dict[str, Tensor]:
+    length = min(512, pipe.tokenizer_2.model_max_length)  # Flux-dev: 512 T5 tokens
+    embeds, pooled, _ = pipe.encode_prompt(
+        prompts, prompts, device=device, max_sequence_length=length
+    )
+    return {"prompt_embeds": embeds, "pooled_prompt_embeds": pooled}
+
+
 # pipeline class name -> how its prompts become condition tensors
 ENCODERS: dict[str, Callable] = {
     "StableDiffusionPipeline": _encode_sd15,
     "StableDiffusion3Pipeline": _encode_sd3,
+    "FluxPipeline": _encode_flux,
 }
 
 

@@ -17,7 +17,7 @@ from typing import Any
 
 from torch import nn
 
-from am.t2i.denoisers import SD3Velocity, UNetVelocity
+from am.t2i.denoisers import FluxVelocity, SD3Velocity, UNetVelocity
 from am.t2i.lora import DENOISER_OF, AdaptersDisabled, LoraSettings, add_lora, save_lora
 from am.t2i.prompts import PromptSampler, null_condition
 from am.t2i.reward import DecodedReward, LatentDecoder
@@ -26,27 +26,51 @@ from am.t2i.schedules import prediction_type, schedule_from_scheduler
 __all__ = ["TextToImage", "text_to_image", "VELOCITY_OF", "denoiser_velocity"]
 
 
-def _unet(pipe, schedule):
+def _unet(pipe, schedule, guidance):
     return UNetVelocity(pipe.unet, schedule, prediction_type(pipe.scheduler))
 
 
-def _sd3(pipe, schedule):
+def _sd3(pipe, schedule, guidance):
     return SD3Velocity(pipe.transformer, schedule, pipe.scheduler.config.num_train_timesteps)
+
+
+def _flux(pipe, schedule, guidance):
+    return FluxVelocity(pipe.transformer, schedule, guidance)
 
 
 # pipeline class name -> its denoiser as a velocity on the scheduler's schedule
 VELOCITY_OF: dict[str, Callable] = {
     "StableDiffusionPipeline": _unet,
     "StableDiffusion3Pipeline": _sd3,
+    "FluxPipeline": _flux,
 }
 
 
-def denoiser_velocity(pipe, *, mu: float | None = None) -> nn.Module:
-    """The pipeline's denoiser as a velocity ``(z, t, cond)`` on its scheduler's schedule."""
+def dynamic_shift(pipe, height: int, width: int) -> float:
+    """``mu`` of a dynamically shifted scheduler (Flux) at this image size: diffusers'
+    ``calculate_shift`` of the packed latent's sequence length, as the Flux pipeline computes it."""
+    from diffusers.pipelines.flux.pipeline_flux import calculate_shift
+
+    c = pipe.scheduler.config
+    seq_len = (height // pipe.vae_scale_factor // 2) * (width // pipe.vae_scale_factor // 2)
+    return calculate_shift(seq_len, c.get("base_image_seq_len", 256),
+                           c.get("max_image_seq_len", 4096), c.get("base_shift", 0.5),
+                           c.get("max_shift", 1.15))  # fmt: skip
+
+
+def denoiser_velocity(
+    pipe, *, mu: float | None = None, height: int | None = None, width: int | None = None,
+    guidance: float = 3.5,
+) -> nn.Module:  # fmt: skip
+    """The pipeline's denoiser as a velocity ``(z, t, cond)`` on its scheduler's schedule.
+    Dynamically shifted schedulers (Flux) take ``mu``, or compute it from ``height, width``;
+    ``guidance``: Flux-dev's distilled guidance scale."""
     name = type(pipe).__name__
     if name not in VELOCITY_OF:
         raise ValueError(f"unsupported pipeline {name}; supported: {', '.join(VELOCITY_OF)}")
-    return VELOCITY_OF[name](pipe, schedule_from_scheduler(pipe.scheduler, mu=mu))
+    if mu is None and pipe.scheduler.config.get("use_dynamic_shifting") and height and width:
+        mu = dynamic_shift(pipe, height, width)
+    return VELOCITY_OF[name](pipe, schedule_from_scheduler(pipe.scheduler, mu=mu), guidance)
 
 
 @dataclass
@@ -96,22 +120,26 @@ def text_to_image(
     width: int,
     lora: LoraSettings | None = None,
     mu: float | None = None,
+    guidance: float = 3.5,
 ) -> TextToImage:
     """Set up fine-tuning ``pipe``'s denoiser towards ``p_base(z | prompt) exp(lambda r)`` with
     ``r = scorer(decode(z), prompt)`` (``scorer``: ``(images [B, 3, H, W] in [0, 1], prompts)
     -> [B]``, e.g. :func:`am.vision.load_scorer`). ``lora``: train a LoRA adapter (the base is
     the same denoiser with the adapter disabled); ``None``: train a full copy (the default
-    model of :func:`am.finetune`). ``height``, ``width``: the image size in pixels."""
+    model of :func:`am.finetune`). ``height``, ``width``: the image size in pixels; ``mu``:
+    a dynamically shifted scheduler's shift (default: from the image size, as Flux computes
+    it); ``guidance``: Flux-dev's distilled guidance scale (other models ignore it)."""
     name = type(pipe).__name__
     if name not in DENOISER_OF:
         raise ValueError(f"unsupported pipeline {name}; supported: {', '.join(DENOISER_OF)}")
+    velocity = denoiser_velocity(pipe, mu=mu, height=height, width=width, guidance=guidance)
     factor = pipe.vae_scale_factor
-    if height % factor or width % factor:
-        raise ValueError(f"height and width must be multiples of {factor}, got {height}x{width}")
+    multiple = factor * velocity.latent_multiple
+    if height % multiple or width % multiple:
+        raise ValueError(f"height and width must be multiples of {multiple}, got {height}x{width}")
     for component in pipe.components.values():
         if isinstance(component, nn.Module):
             component.eval().requires_grad_(False)
-    velocity = denoiser_velocity(pipe, mu=mu)
     model = None
     base: nn.Module = velocity
     if lora is not None:

@@ -1,9 +1,10 @@
 """Tiny random text-to-image pipelines in the real diffusers architectures (no downloads).
 
-``tiny_sd15()`` and ``tiny_sd3()`` build ``StableDiffusionPipeline`` / ``StableDiffusion3Pipeline``
-from small configs (a ~0.8M-parameter UNet, a 23k-parameter SD3 transformer, a tiny VAE and
-tiny CLIP text encoders with a character-level tokenizer written to a temporary directory);
-each builds in about a second and generates 16 x 16 images. Every component is in eval mode
+``tiny_sd15()``, ``tiny_sd3()`` and ``tiny_flux()`` build ``StableDiffusionPipeline``,
+``StableDiffusion3Pipeline`` and ``FluxPipeline`` from small configs (a ~0.8M-parameter UNet,
+small SD3 and Flux transformers, a tiny VAE, tiny CLIP text encoders with a character-level
+tokenizer written to a temporary directory, a tiny T5 with a letter-level unigram tokenizer);
+each builds in about a second and generates 16 x 16 images (Flux: 32 x 32). Every component is in eval mode
 (train-mode dropout would make two calls differ).
 """
 
@@ -14,7 +15,7 @@ from pathlib import Path
 
 import torch
 
-__all__ = ["tiny_sd15", "tiny_sd3", "tiny_clip_text"]
+__all__ = ["tiny_sd15", "tiny_sd3", "tiny_flux", "tiny_clip_text", "tiny_t5"]
 
 
 def tiny_clip_text(directory: Path | None = None, *, projection: bool = False, seed: int = 0):
@@ -99,4 +100,51 @@ def tiny_sd3(*, seed: int = 0, shift: float = 3.0):
         vae=_vae(shift_factor=0.0609, scaling_factor=1.5035), text_encoder=text_encoder,
         tokenizer=tokenizer, text_encoder_2=text_encoder_2, tokenizer_2=tokenizer,
         text_encoder_3=None, tokenizer_3=None,
+    )  # fmt: skip
+
+
+def tiny_t5(seed: int = 0):
+    """``(tokenizer, encoder)``: a letter-level unigram ``T5TokenizerFast`` (built in memory)
+    and a 2-layer, width-32 ``T5EncoderModel``."""
+    from tokenizers import Tokenizer, models, normalizers, pre_tokenizers
+    from transformers import T5Config, T5EncoderModel, T5TokenizerFast
+
+    letters = "abcdefghijklmnopqrstuvwxyz"
+    vocab = [("<pad>", 0.0), ("</s>", 0.0), ("<unk>", 0.0)]
+    vocab += [(f"\u2581{c}", -1.0) for c in letters] + [(c, -2.0) for c in letters + "0123456789"]
+    backend = Tokenizer(models.Unigram(vocab, unk_id=2))
+    backend.pre_tokenizer = pre_tokenizers.Metaspace()
+    backend.normalizer = normalizers.Lowercase()
+    tokenizer = T5TokenizerFast(
+        tokenizer_object=backend, pad_token="<pad>", eos_token="</s>", unk_token="<unk>",
+        extra_ids=0, model_max_length=32,
+    )  # fmt: skip
+    torch.manual_seed(seed)
+    config = T5Config(
+        vocab_size=len(tokenizer), d_model=32, d_ff=64, d_kv=8, num_layers=2, num_heads=4
+    )
+    return tokenizer, T5EncoderModel(config).eval()
+
+
+def tiny_flux(*, seed: int = 0, guidance_embeds: bool = True):
+    """A tiny ``FluxPipeline`` (dynamic shifting as Flux-dev; guidance embedding optional);
+    32 x 32 images, 4 x 16 x 16 latents (packed 2 x 2 by the transformer's adapter)."""
+    from diffusers import FlowMatchEulerDiscreteScheduler, FluxPipeline, FluxTransformer2DModel
+
+    tokenizer, text_encoder = tiny_clip_text(seed=seed)
+    tokenizer_2, text_encoder_2 = tiny_t5(seed=seed)
+    torch.manual_seed(seed)
+    transformer = FluxTransformer2DModel(
+        patch_size=1, in_channels=16, num_layers=1, num_single_layers=1, attention_head_dim=16,
+        num_attention_heads=2, joint_attention_dim=32, pooled_projection_dim=32,
+        axes_dims_rope=(4, 4, 8), guidance_embeds=guidance_embeds,
+    ).eval()  # fmt: skip
+    scheduler = FlowMatchEulerDiscreteScheduler(
+        base_image_seq_len=256, base_shift=0.5, max_image_seq_len=4096, max_shift=1.15,
+        use_dynamic_shifting=True, shift=3.0,
+    )  # fmt: skip
+    return FluxPipeline(
+        scheduler=scheduler, vae=_vae(shift_factor=0.1159, scaling_factor=0.3611),
+        text_encoder=text_encoder, tokenizer=tokenizer, text_encoder_2=text_encoder_2,
+        tokenizer_2=tokenizer_2, transformer=transformer,
     )  # fmt: skip

@@ -11,9 +11,10 @@ pytest.importorskip("transformers")
 from am.diffusion import make_diffusion  # noqa: E402
 from am.schedules import DiscreteVPSchedule  # noqa: E402
 from am.sde import DDPMStep, EulerMaruyama, endpoint_from_velocity, simulate  # noqa: E402
-from am.t2i.denoisers import SD3Velocity, UNetVelocity  # noqa: E402
+from am.t2i.denoisers import FluxVelocity, SD3Velocity, UNetVelocity  # noqa: E402
 from am.t2i.schedules import ShiftedFlowMatchingSchedule, schedule_from_scheduler  # noqa: E402
-from am.t2i.testing import tiny_sd3, tiny_sd15  # noqa: E402
+from am.t2i.setup import dynamic_shift  # noqa: E402
+from am.t2i.testing import tiny_flux, tiny_sd3, tiny_sd15  # noqa: E402
 
 F64 = torch.float64
 
@@ -102,6 +103,49 @@ def test_sd3_velocity_and_grid_match_the_scheduler():
             v = velocity(z, u.float(), cond)
         torch.testing.assert_close(v, schedule(u).d_beta.float() * out, rtol=1e-4, atol=1e-5)
         reference = pipe.scheduler.step(out, tau, z).prev_sample
+        x1 = simulate(
+            lambda x, t: plain(x, t, cond), z, schedule=plain.schedule,
+            times=(1 - sigmas[k : k + 2]).float(), diffusion=make_diffusion("ode", plain.schedule),
+            stepper=EulerMaruyama(), keep_trajectory=False,
+        )  # fmt: skip
+        torch.testing.assert_close(x1, reference, rtol=1e-4, atol=1e-5)
+
+
+@pytest.mark.parametrize("guidance_embeds", [True, False], ids=["dev", "schnell"])
+def test_flux_step_equals_the_pipelines_step(guidance_embeds):
+    """Our Flux adapter (unpacked state, packing inside) stepped between two of the scheduler's
+    sigmas is the Flux pipeline's own step on packed latents; the dynamically shifted grid is
+    our shifted schedule with shift = exp(mu)."""
+    from diffusers import FluxPipeline
+
+    pipe = tiny_flux(guidance_embeds=guidance_embeds)
+    mu = dynamic_shift(pipe, 32, 32)
+    schedule = schedule_from_scheduler(pipe.scheduler, mu=mu)
+    plain = FluxVelocity(pipe.transformer, ShiftedFlowMatchingSchedule(1.0), guidance=3.5)
+    embeds, pooled, text_ids = pipe.encode_prompt(["a cat"], ["a cat"], max_sequence_length=32)
+    cond = {"prompt_embeds": embeds, "pooled_prompt_embeds": pooled}
+    steps = 6
+    pipe.scheduler.set_timesteps(steps, mu=mu)
+    sigmas = pipe.scheduler.sigmas.double()
+    s_min = pipe.scheduler.sigma_min
+    s = torch.cat([torch.linspace(1, s_min, steps, dtype=F64), torch.zeros(1, dtype=F64)])
+    torch.testing.assert_close(schedule.sigma(1 - s), sigmas, rtol=0, atol=1e-6)
+    z = torch.randn(1, 4, 16, 16, generator=torch.Generator().manual_seed(0))
+    packed = FluxPipeline._pack_latents(z, 1, 4, 16, 16)
+    img_ids = FluxPipeline._prepare_latent_image_ids(1, 8, 8, "cpu", z.dtype)
+    guidance = torch.full((1,), 3.5) if guidance_embeds else None
+    for k in (0, 4):
+        pipe.scheduler._step_index = k
+        tau = pipe.scheduler.timesteps[k]
+        with torch.no_grad():
+            out = pipe.transformer(
+                hidden_states=packed, timestep=tau.expand(1) / 1000, guidance=guidance,
+                pooled_projections=pooled, encoder_hidden_states=embeds, txt_ids=text_ids,
+                img_ids=img_ids, return_dict=False,
+            )[0]  # fmt: skip
+        reference = FluxPipeline._unpack_latents(
+            pipe.scheduler.step(out, tau, packed).prev_sample, 16, 16, 1
+        )
         x1 = simulate(
             lambda x, t: plain(x, t, cond), z, schedule=plain.schedule,
             times=(1 - sigmas[k : k + 2]).float(), diffusion=make_diffusion("ode", plain.schedule),

@@ -20,10 +20,11 @@ from am.conditions import tile  # noqa: E402
 from am.sde import EulerMaruyama, simulate, uniform_grid  # noqa: E402
 from am.t2i.lora import LoraSettings  # noqa: E402
 from am.t2i.setup import text_to_image  # noqa: E402
-from am.t2i.testing import tiny_sd3, tiny_sd15  # noqa: E402
+from am.t2i.testing import tiny_flux, tiny_sd3, tiny_sd15  # noqa: E402
 
 PROMPTS = ["a cat", "a dog", "a red house"]
-BUILDERS = {"sd15": tiny_sd15, "sd3": tiny_sd3}
+BUILDERS = {"sd15": tiny_sd15, "sd3": tiny_sd3, "flux": tiny_flux}
+SIZES = {"sd15": 16, "sd3": 16, "flux": 32}
 LORA = LoraSettings(rank=4, alpha=8.0)
 
 
@@ -32,8 +33,9 @@ def brightness(images, prompts):
 
 
 def setup_for(name, lora=LORA, seed=0):
+    size = SIZES[name]  # Flux's schedule depends on it (dynamic shifting)
     return text_to_image(
-        BUILDERS[name](seed=seed), PROMPTS, brightness, height=16, width=16, lora=lora
+        BUILDERS[name](seed=seed), PROMPTS, brightness, height=size, width=size, lora=lora
     )
 
 
@@ -47,7 +49,7 @@ def short(method: str) -> dict:
 
 
 @pytest.mark.parametrize("method", sorted(baselines.METHODS))
-@pytest.mark.parametrize("family", ["sd15", "sd3"])
+@pytest.mark.parametrize("family", ["sd15", "sd3", "flux"])
 def test_every_method_runs(method, family):
     setup = setup_for(family)
     before = {k: v.clone() for k, v in setup.model.named_parameters() if v.requires_grad}
@@ -88,7 +90,7 @@ def test_adjoint_matching_raises_the_reward(family, lam):
     assert gain.mean() > 3 * gain.std() / 8, (gain.mean(), gain.std())
 
 
-@pytest.mark.parametrize("family", ["sd15", "sd3"])
+@pytest.mark.parametrize("family", ["sd15", "sd3", "flux"])
 def test_lora_round_trip_through_load_lora_weights(family, tmp_path):
     setup = setup_for(family)
     am.finetune(
@@ -105,9 +107,10 @@ def test_lora_round_trip_through_load_lora_weights(family, tmp_path):
 
     with torch.no_grad():
         trained = setup.model(z, t, cond)
-        loaded = denoiser_velocity(fresh)(z, t, cond)
+        size = {"height": SIZES[family], "width": SIZES[family]}
+        loaded = denoiser_velocity(fresh, **size)(z, t, cond)
         base = setup.base(z, t, cond)
-        original = denoiser_velocity(BUILDERS[family](seed=0))(z, t, cond)
+        original = denoiser_velocity(BUILDERS[family](seed=0), **size)(z, t, cond)
     torch.testing.assert_close(loaded, trained)
     torch.testing.assert_close(base, original)  # the base is the adapter-free denoiser
     assert (trained - base).abs().max() > 1e-6  # and training moved the model away from it
