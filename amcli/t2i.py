@@ -36,13 +36,15 @@ __all__ = ["T2IConfig", "parse_t2i_config", "main"]
 class ModelSpec:
     """``path``: a directory saved with ``save_pretrained`` or a Hub id in the local cache;
     ``dtype`` of the frozen weights; image ``height``/``width``; ``mu``: Flux-style dynamic
-    shift; ``gradient_checkpointing`` of the denoiser and the VAE decoder."""
+    shift (default: from the image size); ``distilled_guidance``: Flux-dev's guidance input;
+    ``gradient_checkpointing`` of the denoiser and the VAE decoder."""
 
     path: str = ""
     dtype: str = "float32"
     height: int = 512
     width: int = 512
     mu: float | None = None
+    distilled_guidance: float = 3.5
     gradient_checkpointing: bool = False
 
 
@@ -172,7 +174,7 @@ def main(argv: list[str] | None = None) -> int:
             p.add_argument("--out", required=True, help="folder for the images and metadata.csv")
             p.add_argument("--prompts", default=None, help="prompt file (default: prompts.eval)")
     tiny = sub.add_parser("make-tiny", help="write a tiny random pipeline (tests, smoke runs)")
-    tiny.add_argument("family", choices=["sd15", "sd3"])
+    tiny.add_argument("family", choices=["sd15", "sd3", "flux"])
     tiny.add_argument("directory")
     args = ap.parse_args(argv)
     if args.command == "make-tiny":

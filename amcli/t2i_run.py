@@ -23,9 +23,9 @@ class ResourceError(RuntimeError):
 
 def make_tiny(family: str, directory: Path) -> None:
     """Write a tiny random pipeline (``am.t2i.testing``) with ``save_pretrained``."""
-    from am.t2i.testing import tiny_sd3, tiny_sd15
+    from am.t2i.testing import tiny_flux, tiny_sd3, tiny_sd15
 
-    pipe = {"sd15": tiny_sd15, "sd3": tiny_sd3}[family]()
+    pipe = {"sd15": tiny_sd15, "sd3": tiny_sd3, "flux": tiny_flux}[family]()
     pipe.save_pretrained(directory)
     print(f"wrote a tiny {family} pipeline to {directory}", file=sys.stderr)
 
@@ -78,7 +78,8 @@ def finetune(cfg, run_dir: Path) -> Path:
     torch.manual_seed(cfg.train.seed)  # the LoRA's initial A: the same in every run of a config
     try:
         setup = text_to_image(pipe, prompts, reward, height=cfg.model.height,
-                              width=cfg.model.width, lora=lora, mu=cfg.model.mu)  # fmt: skip
+                              width=cfg.model.width, lora=lora, mu=cfg.model.mu,
+                              guidance=cfg.model.distilled_guidance)  # fmt: skip
     except ValueError as e:  # an unsupported scheduler, prediction type or size: before compute
         raise ResourceError(f"model {cfg.model.path}: {e}") from None
     if cfg.model.gradient_checkpointing:
@@ -146,7 +147,10 @@ def sample(cfg, *, run_dir: Path | None, out: Path, prompts_file: str | None = N
     prompts = read_prompts(prompts_file or cfg.prompts.eval)
     s = cfg.sample
     try:
-        velocity = denoiser_velocity(pipe, mu=cfg.model.mu)
+        velocity = denoiser_velocity(
+            pipe, mu=cfg.model.mu, height=cfg.model.height, width=cfg.model.width,
+            guidance=cfg.model.distilled_guidance,
+        )  # fmt: skip
     except ValueError as e:
         raise ResourceError(f"model {cfg.model.path}: {e}") from None
     schedule = velocity.schedule

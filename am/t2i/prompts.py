@@ -25,9 +25,12 @@ def _encode_sd15(pipe, prompts: list[str], device) -> dict[str, Tensor]:
 
 
 def _encode_sd3(pipe, prompts: list[str], device) -> dict[str, Tensor]:
+    t5 = getattr(pipe, "tokenizer_3", None)
+    length = min(256, t5.model_max_length) if t5 is not None else 256  # SD3's default: 256
     embeds, _, pooled, _ = pipe.encode_prompt(
-        prompts, prompts, prompts, device=device, do_classifier_free_guidance=False
-    )
+        prompts, prompts, prompts, device=device, do_classifier_free_guidance=False,
+        max_sequence_length=length,
+    )  # fmt: skip
     return {"prompt_embeds": embeds, "pooled_prompt_embeds": pooled}
 
 

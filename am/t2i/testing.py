@@ -79,8 +79,8 @@ def tiny_sd15(*, seed: int = 0, prediction_type: str = "epsilon"):
 
 
 def tiny_sd3(*, seed: int = 0, shift: float = 3.0):
-    """A tiny ``StableDiffusion3Pipeline`` (two tiny CLIP encoders, no T5; shift 3 as SD3);
-    16 x 16 images, 4 x 8 x 8 latents."""
+    """A tiny ``StableDiffusion3Pipeline`` (two tiny CLIP encoders and a tiny T5 of width 64,
+    the two CLIP widths side by side; shift 3 as SD3); 16 x 16 images, 4 x 8 x 8 latents."""
     from diffusers import (
         FlowMatchEulerDiscreteScheduler,
         SD3Transformer2DModel,
@@ -89,21 +89,22 @@ def tiny_sd3(*, seed: int = 0, shift: float = 3.0):
 
     tokenizer, text_encoder = tiny_clip_text(projection=True, seed=seed)
     _, text_encoder_2 = tiny_clip_text(projection=True, seed=seed + 1)
+    tokenizer_3, text_encoder_3 = tiny_t5(seed=seed, d_model=64)
     torch.manual_seed(seed)
     transformer = SD3Transformer2DModel(
         sample_size=8, patch_size=2, in_channels=4, out_channels=4, num_layers=2,
-        attention_head_dim=8, num_attention_heads=2, joint_attention_dim=32,
+        attention_head_dim=8, num_attention_heads=2, joint_attention_dim=64,
         caption_projection_dim=16, pooled_projection_dim=64,
     ).eval()  # fmt: skip
     return StableDiffusion3Pipeline(
         transformer=transformer, scheduler=FlowMatchEulerDiscreteScheduler(shift=shift),
         vae=_vae(shift_factor=0.0609, scaling_factor=1.5035), text_encoder=text_encoder,
         tokenizer=tokenizer, text_encoder_2=text_encoder_2, tokenizer_2=tokenizer,
-        text_encoder_3=None, tokenizer_3=None,
+        text_encoder_3=text_encoder_3, tokenizer_3=tokenizer_3,
     )  # fmt: skip
 
 
-def tiny_t5(seed: int = 0):
+def tiny_t5(seed: int = 0, d_model: int = 32):
     """``(tokenizer, encoder)``: a letter-level unigram ``T5TokenizerFast`` (built in memory)
     and a 2-layer, width-32 ``T5EncoderModel``."""
     from tokenizers import Tokenizer, models, normalizers, pre_tokenizers
@@ -121,7 +122,7 @@ def tiny_t5(seed: int = 0):
     )  # fmt: skip
     torch.manual_seed(seed)
     config = T5Config(
-        vocab_size=len(tokenizer), d_model=32, d_ff=64, d_kv=8, num_layers=2, num_heads=4
+        vocab_size=len(tokenizer), d_model=d_model, d_ff=64, d_kv=8, num_layers=2, num_heads=4
     )
     return tokenizer, T5EncoderModel(config).eval()
 
