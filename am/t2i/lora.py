@@ -69,7 +69,12 @@ class AdaptersDisabled(nn.Module):
     """``velocity`` evaluated with the adapters of ``module`` switched off: the frozen base.
 
     Holds no parameters of its own (the shared module is kept outside the module tree), so
-    freezing this base does not freeze the LoRA weights of the model it shares them with."""
+    freezing this base does not freeze the LoRA weights of the model it shares them with.
+
+    Gradient checkpointing is switched off for the base's calls: a checkpointed forward is
+    recomputed during the backward pass, by then with the adapters enabled again, and the
+    lean adjoint's VJPs would silently use the fine-tuned weights (the test of this module
+    catches it). A base call is one step of one batch, so its activations are small anyway."""
 
     def __init__(self, velocity: Callable, module: nn.Module):
         super().__init__()
@@ -77,11 +82,16 @@ class AdaptersDisabled(nn.Module):
 
     def forward(self, *args, **kwargs) -> Tensor:
         velocity, module = self._shared
+        checkpointing = getattr(module, "is_gradient_checkpointing", False)
+        if checkpointing:
+            module.disable_gradient_checkpointing()
         module.disable_adapters()
         try:
             return velocity(*args, **kwargs)
         finally:
             module.enable_adapters()
+            if checkpointing:
+                module.enable_gradient_checkpointing()
 
 
 def save_lora(pipe, directory: str | os.PathLike) -> None:

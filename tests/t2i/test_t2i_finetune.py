@@ -201,3 +201,48 @@ def test_lean_adjoint_through_the_adapter_equals_autograd():
             )
         (grad,) = torch.autograd.grad(-lam * reward(y).sum(), x)
         torch.testing.assert_close(adj.adjoints[k], grad, rtol=1e-8, atol=1e-10)
+
+
+@pytest.mark.parametrize("family", ["sd15", "sd3"])
+def test_gradient_checkpointing_changes_nothing_but_memory(family):
+    """The same loss and gradient with gradient checkpointing of the denoiser and the VAE
+    decoder (the reward's backward goes through the decoder)."""
+    from am.methods import AdjointMatching
+    from am.methods.base import FineTuningProblem
+
+    def loss_and_grads(checkpointing):
+        setup = setup_for(family)
+        if checkpointing:
+            getattr(
+                setup.pipe, "unet" if family == "sd15" else "transformer"
+            ).enable_gradient_checkpointing()
+            setup.pipe.vae.enable_gradient_checkpointing()
+        kwargs = setup.finetune_kwargs()
+        model = kwargs.pop("model")
+        method = AdjointMatching(
+            am.AdjointMatchingConfig(num_steps=4), FineTuningProblem(**kwargs, reward_scale=50.0)
+        )
+        out = method.loss(model, batch_size=2, generator=torch.Generator().manual_seed(0))
+        out.loss.backward()
+        return out.loss.detach(), [p.grad.clone() for p in model.parameters() if p.requires_grad]
+
+    (loss0, grads0), (loss1, grads1) = loss_and_grads(False), loss_and_grads(True)
+    torch.testing.assert_close(loss1, loss0)
+    for g0, g1 in zip(grads0, grads1, strict=True):
+        torch.testing.assert_close(g1, g0, rtol=1e-5, atol=1e-7)
+
+
+@pytest.mark.parametrize("family", ["sd15", "sd3", "flux"])
+def test_classifier_free_guidance_in_the_rollouts(family):
+    """AM with ``rollout_guidance`` (the authors' SD setting): the empty prompt's condition
+    rides along with every family's prompt dict."""
+    setup = setup_for(family)
+    result = am.finetune(
+        **setup.finetune_kwargs(), reward_scale=100.0,
+        config=am.AdjointMatchingConfig(num_steps=4, rollout_guidance=3.0),
+        train=am.TrainConfig(iterations=2, batch_size=4, lr=1e-2), progress=False,
+    )  # fmt: skip
+    assert len(result.history) == 2 and all(
+        torch.isfinite(torch.tensor(h["loss"])) for h in result.history
+    )
+    assert set(setup.null_condition) == set(setup.conditions(1, torch.Generator().manual_seed(0)))
