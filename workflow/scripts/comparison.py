@@ -154,6 +154,13 @@ def main(inputs: list[str], csv: str, md: str, png: str, pdf: str) -> None:
     pareto(table, png, pdf)
 
 
-if "snakemake" in globals():
-    o = snakemake.output  # noqa: F821
-    main(list(snakemake.input), o.csv, o.md, o.png, o.pdf)  # noqa: F821
+if "snakemake" in globals():  # a Snakemake rule: its output goes to the rule's log
+    import contextlib
+
+    with (
+        open(snakemake.log[0], "w") as _log,  # noqa: F821
+        contextlib.redirect_stdout(_log),
+        contextlib.redirect_stderr(_log),
+    ):
+        o = snakemake.output  # noqa: F821
+        main(list(snakemake.input), o.csv, o.md, o.png, o.pdf)  # noqa: F821

@@ -169,5 +169,12 @@ def main(sm) -> None:
     sample_grid(list(sm.input.runs), runs, sm.output.samples)
 
 
-if "snakemake" in globals():
-    main(snakemake)  # noqa: F821
+if "snakemake" in globals():  # a Snakemake rule: its output goes to the rule's log
+    import contextlib
+
+    with (
+        open(snakemake.log[0], "w") as _log,  # noqa: F821
+        contextlib.redirect_stdout(_log),
+        contextlib.redirect_stderr(_log),
+    ):
+        main(snakemake)  # noqa: F821

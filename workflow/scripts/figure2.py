@@ -95,5 +95,12 @@ def main(sample_files: list[str], png: str, pdf: str) -> None:
         atomic_savefig(fig, out, dpi=150)
 
 
-if "snakemake" in globals():
-    main(list(snakemake.input), snakemake.output.png, snakemake.output.pdf)  # noqa: F821
+if "snakemake" in globals():  # a Snakemake rule: its output goes to the rule's log
+    import contextlib
+
+    with (
+        open(snakemake.log[0], "w") as _log,  # noqa: F821
+        contextlib.redirect_stdout(_log),
+        contextlib.redirect_stderr(_log),
+    ):
+        main(list(snakemake.input), snakemake.output.png, snakemake.output.pdf)  # noqa: F821

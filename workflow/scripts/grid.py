@@ -43,6 +43,7 @@ __all__ = [
     "figure2_runs",
     "run_configs",
     "run_config_dict",
+    "run_dirs",
     "validate_grid",
 ]
 
@@ -242,6 +243,11 @@ def run_config_dict(config: dict, problem: str, lam: str, method: str, seed: int
         "tag": method,
     }
     return _merge(cfg, point)
+
+
+def run_dirs(runs: list[dict]) -> list[str]:
+    """The run directories of ``runs`` (records of :func:`all_runs` / :func:`figure2_runs`)."""
+    return [r["dir"] for r in runs]
 
 
 def validate_grid(config: dict) -> None:

@@ -108,5 +108,12 @@ def main(inputs: list[str], csv: str, md: str) -> None:
     )
 
 
-if "snakemake" in globals():
-    main(list(snakemake.input), snakemake.output.csv, snakemake.output.md)  # noqa: F821
+if "snakemake" in globals():  # a Snakemake rule: its output goes to the rule's log
+    import contextlib
+
+    with (
+        open(snakemake.log[0], "w") as _log,  # noqa: F821
+        contextlib.redirect_stdout(_log),
+        contextlib.redirect_stderr(_log),
+    ):
+        main(list(snakemake.input), snakemake.output.csv, snakemake.output.md)  # noqa: F821

@@ -9,16 +9,20 @@ IMAGE_METRICS = config.get(
 
 rule score_images:
     input:
-        "{folder}/metadata.csv",
+        os.path.join("{folder}", "metadata.csv"),
     output:
-        "{folder}/metrics/metrics.csv",
-        "{folder}/metrics/metrics.md",
-        "{folder}/metrics/scores.csv",
+        csv=os.path.join("{folder}", "metrics", "metrics.csv"),
+        md=os.path.join("{folder}", "metrics", "metrics.md"),
+        scores=os.path.join("{folder}", "metrics", "scores.csv"),
+    log:
+        os.path.join("{folder}", "metrics", "score_images.log"),
     params:
         metrics=",".join(IMAGE_METRICS),
     threads: 2
     resources:
         mem_mb=16000,
+    conda:
+        ENV
     shell:
         "python -m amcli.score_images {wildcards.folder} --metrics {params.metrics} "
-        "--out {wildcards.folder}/metrics"
+        "--out $(dirname {output.csv}) > {log} 2>&1"

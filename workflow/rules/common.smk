@@ -1,0 +1,51 @@
+# The config, checked before any job, and the names every rule file uses (no rules here).
+import os
+import re
+import sys
+from pathlib import Path
+
+from snakemake.utils import validate
+
+ROOT = Path(workflow.current_basedir).parents[1]  # this file is workflow/rules/common.smk
+sys.path.insert(0, str(ROOT))
+
+from workflow.scripts.grid import (
+    all_runs,
+    figure2_runs,
+    lam_tag,
+    long_runs,
+    run_configs,
+    run_dirs,
+    runs_dir,
+    validate_grid,
+)
+
+# The default config applies only when no --configfile is given: a config file passed on the
+# command line replaces it as a whole (Snakemake would otherwise merge the two, so keys of the
+# default grid, e.g. its per-problem overrides, would leak into a smaller grid). Single keys
+# given with --config key=value still apply on top of the default.
+if "grid" not in config:
+    import yaml
+
+    _cli = dict(config)
+    config.clear()
+    config.update(yaml.safe_load((ROOT / "config" / "config.yaml").read_text()))
+    config.update(_cli)
+
+validate(config, str(ROOT / "workflow" / "schemas" / "config.schema.yaml"))
+validate_grid(config)
+RESULTS = config.get("results_dir", "results")
+# every run directory (comparison grid, then the Theorem 1 runs it does not already hold) -> config
+RUN_CONFIGS = run_configs(config)
+RUNS = runs_dir(config)
+RUN_DIR = os.path.join(RUNS, "{run}")
+ENV = os.path.join(ROOT, "workflow", "envs", "am.yaml")  # documents the software of every rule
+# problems of the Theorem 1 experiment, in its order: one figure2_<problem> plot each
+FIG2_PROBLEMS = list(dict.fromkeys(r["problem"] for r in figure2_runs(config)))
+# The long runs (workflow/scripts/grid.py: long_runs) go first: the same job under another rule
+# name with a higher priority, since a priority cannot depend on the wildcards.
+LONG_RUNS = [d[len(RUNS) + 1 :] for d in long_runs(config)]
+
+
+wildcard_constraints:
+    run=r"(?!digits/).+/seed\d+",  # <runs_dir>/digits/ belongs to workflow/rules/digits.smk

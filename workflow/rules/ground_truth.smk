@@ -1,0 +1,101 @@
+# Exact ground truth: run config -> fine-tune -> evaluate against the exact target -> the
+# Theorem 1 table, the method comparison (table and Pareto plot), the Figure 2 panels.
+
+
+rule run_config:
+    output:
+        os.path.join(RUN_DIR, "run.yaml"),
+    log:
+        os.path.join(RUN_DIR, "run_config.log"),
+    priority: 10  # a second's work that unlocks a run, the long ones included (below)
+    params:
+        data=lambda w: RUN_CONFIGS[os.path.join(RUNS, w.run)],
+    conda:
+        ENV
+    script:
+        "../scripts/write_yaml.py"
+
+
+rule finetune:
+    input:
+        os.path.join(RUN_DIR, "run.yaml"),
+    output:
+        os.path.join(RUN_DIR, "model.safetensors"),
+    log:
+        os.path.join(RUN_DIR, "finetune.log"),
+    threads: 1
+    resources:
+        mem_mb=2000,
+    conda:
+        ENV
+    shell:
+        "OMP_NUM_THREADS={threads} python -m amcli finetune {input} --run-dir $(dirname {output}) --no-progress > {log} 2>&1"
+
+
+use rule finetune as finetune_long with:
+    priority: 10
+    wildcard_constraints:
+        run="|".join(re.escape(r) for r in LONG_RUNS) or "(?!)",
+
+
+ruleorder: finetune_long > finetune
+
+
+rule evaluate:
+    input:
+        cfg=os.path.join(RUN_DIR, "run.yaml"),
+        model=os.path.join(RUN_DIR, "model.safetensors"),
+    output:
+        eval=os.path.join(RUN_DIR, "eval.json"),
+        samples=os.path.join(RUN_DIR, "samples.npz"),
+    log:
+        os.path.join(RUN_DIR, "evaluate.log"),
+    threads: 1
+    conda:
+        ENV
+    shell:
+        "OMP_NUM_THREADS={threads} python -m amcli evaluate {input.cfg} --run-dir $(dirname {output.eval}) > {log} 2>&1"
+
+
+rule table:
+    input:
+        [os.path.join(d, "eval.json") for d in run_dirs(figure2_runs(config))],
+    output:
+        csv=os.path.join(RESULTS, "ground_truth.csv"),
+        md=os.path.join(RESULTS, "ground_truth.md"),
+    log:
+        os.path.join(RESULTS, "logs", "ground_truth.log"),
+    conda:
+        ENV
+    script:
+        "../scripts/table.py"
+
+
+rule comparison:
+    input:
+        [os.path.join(d, "eval.json") for d in run_dirs(all_runs(config))],
+    output:
+        csv=os.path.join(RESULTS, "comparison.csv"),
+        md=os.path.join(RESULTS, "comparison.md"),
+        png=os.path.join(RESULTS, "pareto.png"),
+        pdf=os.path.join(RESULTS, "pareto.pdf"),
+    log:
+        os.path.join(RESULTS, "logs", "comparison.log"),
+    conda:
+        ENV
+    script:
+        "../scripts/comparison.py"
+
+
+rule figure2:
+    input:
+        lambda w: [os.path.join(d, "samples.npz") for d in run_dirs(figure2_runs(config, w.problem))],
+    output:
+        png=os.path.join(RESULTS, "figure2_{problem}.png"),
+        pdf=os.path.join(RESULTS, "figure2_{problem}.pdf"),
+    log:
+        os.path.join(RESULTS, "logs", "figure2_{problem}.log"),
+    conda:
+        ENV
+    script:
+        "../scripts/figure2.py"
