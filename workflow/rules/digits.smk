@@ -30,6 +30,10 @@ else:
 
 if DIGITS is not None:
 
+    localrules:
+        digits_config,
+        digits_report,
+
     rule digits_config:
         output:
             os.path.join(DRUNS, "digits.yaml"),

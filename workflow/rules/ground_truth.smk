@@ -1,6 +1,13 @@
 # Exact ground truth: run config -> fine-tune -> evaluate against the exact target -> the
 # Theorem 1 table, the method comparison (table and Pareto plot), the Figure 2 panels.
 
+# seconds of work each: on a cluster they run in the main process, not as jobs of their own
+localrules:
+    run_config,
+    table,
+    comparison,
+    figure2,
+
 
 rule run_config:
     output:
