@@ -9,3 +9,4 @@ rule all:
         rules.comparison.output,
         expand(f"{RESULTS}/figure2_{{problem}}.{{ext}}", problem=FIG2_PROBLEMS, ext=["png", "pdf"]),
         DIGITS_OUTPUTS,
+        rules.results_index.output,

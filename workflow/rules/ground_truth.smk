@@ -106,3 +106,4 @@ rule figure2:
         ENV
     script:
         "../scripts/figure2.py"
+
