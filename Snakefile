@@ -9,4 +9,5 @@ rule all:
         rules.comparison.output,
         expand(f"{RESULTS}/figure2_{{problem}}.{{ext}}", problem=FIG2_PROBLEMS, ext=["png", "pdf"]),
         DIGITS_OUTPUTS,
+        T2I_OUTPUTS,
         rules.results_index.output,

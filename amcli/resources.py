@@ -52,7 +52,18 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument(
         "--only", action="append", default=[], metavar="NAME", choices=sorted(RESOURCES)
     )
+    ap.add_argument(
+        "--make-tiny",
+        metavar="DIR",
+        default=None,
+        help="write tiny random clipscore/aesthetic weights to DIR (tests, smoke runs)",
+    )
     args = ap.parse_args(argv)
+    if args.make_tiny:
+        from am.vision.testing import write_tiny_weights
+
+        print(f"tiny random weights in {write_tiny_weights(args.make_tiny)}", file=sys.stderr)
+        return 0
     for name in args.download:
         download(name)
     rows = [s for s in check() if not args.only or s.resource.name in args.only]

@@ -105,6 +105,14 @@ def test_workflow_smoke_grid(tmp_path):
     assert np.isfinite(finished.loc[~finished["row"].str.startswith("ref"), "realism"]).all()
     for name in ("table.md", "pareto.png", "pareto.pdf", "samples.png"):
         assert (tmp_path / "results" / "digits" / name).stat().st_size > 0
+    # text-to-image on a tiny random pipeline: base and both methods scored, one table
+    t2i = pd.read_csv(tmp_path / "results" / "t2i" / "table.csv")
+    assert set(t2i["model"]) == {"base", "adjoint_matching", "draft"}
+    assert set(t2i["metric"]) == {"clipscore", "aesthetic"} and np.isfinite(t2i["mean"]).all()
+    assert (tmp_path / "runs_smoke" / "t2i" / "adjoint_matching" / "lora").is_dir()
+    # the index of every table and figure
+    index = (tmp_path / "results" / "README.md").read_text()
+    assert "t2i/table.md" in index and "comparison.md" in index
     ev = json.loads(
         (tmp_path / "runs_smoke/gmm1d_linear/lam1/adjoint_matching/seed0/eval.json").read_text()
     )

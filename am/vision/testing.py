@@ -14,7 +14,13 @@ from pathlib import Path
 import numpy as np
 import torch
 
-__all__ = ["write_clip_tokenizer", "tiny_clip_dir", "tiny_open_clip", "real_photos"]
+__all__ = [
+    "write_clip_tokenizer",
+    "tiny_clip_dir",
+    "tiny_open_clip",
+    "real_photos",
+    "write_tiny_weights",
+]
 
 
 def write_clip_tokenizer(directory: str | Path) -> Path:
@@ -87,3 +93,19 @@ def real_photos() -> torch.Tensor:
 
     images = torch.as_tensor(np.array(load_sample_images().images)).permute(0, 3, 1, 2)
     return images.to(torch.float32) / 255
+
+
+def write_tiny_weights(directory: str | Path, *, seed: int = 3) -> Path:
+    """Write tiny random weights, in the official file layouts, for the scorers ``clipscore``
+    and ``aesthetic`` into ``directory/<resource>/`` (use it as ``$AM_WEIGHTS``): smoke runs
+    and tests of the text-to-image workflow, where no real weights can be downloaded."""
+    from am.vision.clip import AestheticMLP
+
+    directory = Path(directory)
+    tiny_clip_dir(directory / "clip-vit-large-patch14", seed=seed)
+    (directory / "aesthetic").mkdir(parents=True, exist_ok=True)
+    torch.manual_seed(seed)
+    torch.save(
+        AestheticMLP(16).state_dict(), directory / "aesthetic" / "sac+logos+ava1-l14-linearMSE.pth"
+    )
+    return directory

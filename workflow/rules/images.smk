@@ -16,13 +16,14 @@ rule score_images:
         scores=os.path.join("{folder}", "metrics", "scores.csv"),
     log:
         os.path.join("{folder}", "metrics", "score_images.log"),
-    params:
-        metrics=",".join(IMAGE_METRICS),
     threads: 2
     resources:
         mem_mb=16000,
+    params:
+        metrics=",".join(IMAGE_METRICS),
+        env=SCORE_ENV,
     conda:
         ENV
     shell:
-        "python -m amcli.score_images {wildcards.folder} --metrics {params.metrics} "
+        "{params.env}python -m amcli.score_images {wildcards.folder} --metrics {params.metrics} "
         "--out $(dirname {output.csv}) > {log} 2>&1"

@@ -14,6 +14,7 @@ rule results_index:
             ext=["png", "pdf"],
         ),
         DIGITS_OUTPUTS,
+        T2I_OUTPUTS,
     output:
         os.path.join(RESULTS, "README.md"),
     log:

@@ -7,8 +7,6 @@ takes, for each committed file, the commit that last changed it:
 ``python -m workflow.scripts.results_index results --config config/config.yaml --from-git``.
 """
 
-from __future__ import annotations
-
 import argparse
 import fnmatch
 import subprocess
@@ -33,6 +31,8 @@ WHAT = {
     "digits/pareto.*": "digits: mean reward against diversity (left) and against realism "
     "(Frechet distance to real digits, right) across reward scales, with the base and the "
     "importance-sampling reference",
+    "t2i/table.*": "text-to-image: image metrics (mean ± standard error over prompts, each "
+    "metric's version and scale in the header) of the base and each fine-tuned model",
     "digits/samples.png": "digits: samples of every method (rows) at every reward scale "
     "(columns), first seed",
 }

@@ -1,0 +1,26 @@
+"""The text-to-image runs of the workflow config's ``t2i`` section (workflow/rules/t2i.smk)."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import yaml
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def t2i_run_config(t2i: dict, method: str, tiny_model: str | None = None) -> dict:
+    """One method's run config (``python -m amcli.t2i``): the file ``t2i["config"]`` with that
+    method's section, the tiny model's path when one is built, and the prompt files made
+    absolute (a cluster job may start anywhere)."""
+    path = Path(t2i["config"])
+    path = path if path.is_file() else ROOT / path
+    data = yaml.safe_load(path.read_text())
+    data["method"] = {"name": method, **(t2i["methods"][method] or {})}
+    if tiny_model is not None:
+        data["model"] = {**data.get("model", {}), "path": os.path.abspath(tiny_model)}
+    for key in ("train", "eval"):
+        p = Path(data["prompts"][key])
+        data["prompts"][key] = str(p.resolve() if p.is_file() else (ROOT / p).resolve())
+    return data
