@@ -26,6 +26,7 @@ __all__ = [
     "EvalConfig",
     "RunConfig",
     "build_dataclass",
+    "split_method",
     "parse_run_config",
     "run_config_to_dict",
 ]
@@ -216,9 +217,9 @@ def build_dataclass(cls: type, data: Any, key: str = "") -> Any:
         raise ConfigError(f"{where}: {msg}") from None
 
 
-def parse_run_config(data: dict) -> RunConfig:
-    """A validated :class:`RunConfig` from a plain dict. ``method`` is a mapping with ``name``
-    (a registry key) and that method's config fields."""
+def split_method(data: dict) -> tuple[str, Any, dict]:
+    """``(name, method config, the rest)`` of a config mapping whose ``method`` is
+    ``{name: <registry key>, <that method's config fields>}``; checked, keys named on error."""
     if not isinstance(data, dict):
         raise ConfigError(f"config: expected a mapping, got {type(data).__name__}")
     data = dict(data)
@@ -228,8 +229,14 @@ def parse_run_config(data: dict) -> RunConfig:
         cls = method_class(name)
     except ValueError as e:
         raise ConfigError(f"method.name: {e}") from None
-    method_config = build_dataclass(cls.config_class, method, "method")
-    base = build_dataclass(RunConfig, data)
+    return name, build_dataclass(cls.config_class, method, "method"), data
+
+
+def parse_run_config(data: dict) -> RunConfig:
+    """A validated :class:`RunConfig` from a plain dict. ``method`` is a mapping with ``name``
+    (a registry key) and that method's config fields."""
+    name, method_config, rest = split_method(data)
+    base = build_dataclass(RunConfig, rest)
     return dataclasses.replace(base, method=name, method_config=method_config)
 
 

@@ -26,8 +26,7 @@ from typing import Any
 import yaml
 
 from am.train import TrainConfig
-from amcli.config import ConfigError, build_dataclass
-from baselines.registry import method_class
+from amcli.config import ConfigError, build_dataclass, split_method
 
 __all__ = ["T2IConfig", "parse_t2i_config", "main"]
 
@@ -109,17 +108,8 @@ def parse_t2i_config(data: dict, base_dir: Path | None = None) -> T2IConfig:
     from am.t2i.loading import DTYPES
     from am.vision import SCORERS
 
-    if not isinstance(data, dict):
-        raise ConfigError(f"config: expected a mapping, got {type(data).__name__}")
-    data = dict(data)
-    method = dict(data.pop("method", None) or {})
-    name = method.pop("name", "adjoint_matching")
-    try:
-        cls = method_class(name)
-    except ValueError as e:
-        raise ConfigError(f"method.name: {e}") from None
-    method_config = build_dataclass(cls.config_class, method, "method")
-    cfg = build_dataclass(T2IConfig, data)
+    name, method_config, rest = split_method(data)
+    cfg = build_dataclass(T2IConfig, rest)
     if not cfg.model.path:
         raise ConfigError("model.path: name a model directory or a Hub id")
     if cfg.model.dtype not in DTYPES:
