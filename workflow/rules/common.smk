@@ -45,9 +45,12 @@ FIG2_PROBLEMS = list(dict.fromkeys(r["problem"] for r in figure2_runs(config)))
 # The long runs (workflow/scripts/grid.py: long_runs) go first: the same job under another rule
 # name with a higher priority, since a priority cannot depend on the wildcards.
 LONG_RUNS = [d[len(RUNS) + 1 :] for d in long_runs(config)]
-# the environment of the rules that load scorer weights: a smoke run's tiny random weights
+# the environment of the rules that load scorer weights: a smoke run's tiny random weights,
+# unless AM_WEIGHTS is set (then the user's weights are used)
 SCORE_ENV = (
-    f"AM_WEIGHTS={os.path.abspath(os.path.join(RUNS, 't2i', 'tiny_weights'))} "
+    "AM_WEIGHTS=${AM_WEIGHTS:-"
+    + os.path.abspath(os.path.join(RUNS, "t2i", "tiny_weights"))
+    + "} "
     if (config.get("t2i") or {}).get("tiny")
     else ""
 )
