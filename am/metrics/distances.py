@@ -45,7 +45,11 @@ def _w1_sorted(xs: Tensor, ys: Tensor) -> Tensor:
 
     ``W1 = int |F(z) - G(z)| dz``; both CDFs are step functions, constant between consecutive
     points of the merged sample, so the integral is an exact finite sum (any ``n``, ``m``).
+    With ``n == m`` the monotone coupling is optimal and the sum is ``mean_i |xs_i - ys_i|``:
+    the same number without the merge (a third of the sorts and no searches).
     """
+    if xs.shape[-1] == ys.shape[-1]:
+        return (xs - ys).abs().mean(-1)
     merged = torch.cat([xs, ys], dim=-1).sort(dim=-1).values  # [P, n + m]
     left = merged[..., :-1].contiguous()
     # Counts are int64; cast before dividing (int / int would give float32 and lose digits).
