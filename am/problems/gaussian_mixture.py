@@ -156,6 +156,15 @@ class GaussianMixture:
         second = second + torch.einsum("n,ni,nj->ij", self.weights, self.means, self.means)
         return second - torch.outer(m, m)
 
+    def project(self, a: Tensor) -> GaussianMixture:
+        """The law of ``x @ a`` for ``x`` from this mixture, ``a [D, K]``: again a mixture, with
+        components ``N(a^T mu_i, a^T S_i a)`` and the same weights (``a`` of full column rank,
+        else the projected covariances are singular and refused)."""
+        a = torch.as_tensor(a, dtype=self.means.dtype, device=self.means.device)
+        if a.dim() != 2 or a.shape[0] != self.dim:
+            raise ValueError(f"a must be a [D={self.dim}, K] matrix, got {tuple(a.shape)}")
+        return GaussianMixture(self.weights, self.means @ a, a.mT @ self.covs @ a)
+
     def to(
         self, dtype: torch.dtype | None = None, device: torch.device | str | None = None
     ) -> GaussianMixture:

@@ -36,7 +36,8 @@ rule finetune:
     conda:
         ENV
     shell:
-        "OMP_NUM_THREADS={threads} python -m amcli finetune {input} --run-dir $(dirname {output}) --no-progress > {log} 2>&1"
+        # tqdm writes its bar to the log every 10 s: `tail -f <run>/finetune.log` follows a run
+        "TQDM_MININTERVAL=10 OMP_NUM_THREADS={threads} python -m amcli finetune {input} --run-dir $(dirname {output}) > {log} 2>&1"
 
 
 use rule finetune as finetune_long with:

@@ -10,7 +10,9 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import pandas as pd  # noqa: E402
 import seaborn as sns  # noqa: E402
+from matplotlib.lines import Line2D  # noqa: E402
 
+from amcli.plotting import legend_handles, method_styles  # noqa: E402
 from amcli.run import atomic_savefig, atomic_write_text  # noqa: E402
 
 SAMPLERS = ("ode", "memoryless")
@@ -60,16 +62,20 @@ def summarise(df: pd.DataFrame) -> pd.DataFrame:
 
 
 def pareto(table: pd.DataFrame, png: str, pdf: str) -> None:
+    """Reward against distance to the base, one panel per problem. Every method keeps one colour
+    and marker in all panels (:func:`amcli.plotting.method_styles`), its points across reward
+    scales joined by a thin line; one legend for the figure."""
     sns.set_theme(style="whitegrid", context="paper")
     problems = list(dict.fromkeys(table["problem"]))
-    fig, axes = plt.subplots(1, len(problems), figsize=(4.6 * len(problems), 3.8), squeeze=False)
+    styles = method_styles(table["method"])
+    fig, axes = plt.subplots(1, len(problems), figsize=(4.2 * len(problems), 3.8), squeeze=False)
     for ax, prob in zip(axes[0], problems, strict=True):
         t = table[table["problem"] == prob]
         # runs that ran away (reward maximisers on unbounded rewards) would flatten the plot:
         # they are listed in the panel instead of drawn
         limit = 10 * t["target_distance_to_base"].max()
         far = ~(t["distance_to_base_ode"] <= limit) | ~(t["reward_ode"].abs() < 1e6)
-        off = t[far].groupby("method", sort=True)["reward_scale"].apply(list)
+        off = t[far].groupby("method", sort=False)["reward_scale"].apply(list)
         t = t[~far]
         if len(off):
             lines = [f"{m} (lambda {', '.join(f'{x:g}' for x in lams)})" for m, lams in off.items()]
@@ -81,34 +87,37 @@ def pareto(table: pd.DataFrame, png: str, pdf: str) -> None:
                 fontsize=6,
                 va="top",
             )
-        sns.scatterplot(
-            data=t,
-            x="distance_to_base_ode",
-            y="reward_ode",
-            hue="method",
-            style="reward_scale",
-            s=45,
-            ax=ax,
-            legend=ax is axes[0][-1],
-        )
+        for method, g in t.groupby("method", sort=False):
+            g = g.sort_values("reward_scale")
+            st = styles[method]
+            ax.plot(g["distance_to_base_ode"], g["reward_ode"], "-", color=st["color"], lw=0.6)
+            ax.plot(
+                g["distance_to_base_ode"],
+                g["reward_ode"],
+                ls="",
+                ms=6,
+                mec="white",
+                mew=0.5,
+                **st,
+            )
         tilt = t.drop_duplicates("reward_scale").sort_values("reward_scale")
-        ax.plot(
-            tilt["target_distance_to_base"],
-            tilt["target_reward"],
-            "k*--",
-            ms=11,
-            lw=0.8,
-            label="exact tilt (per lambda)",
-        )
-        ax.set_title(f"{prob} ({t['metric'].iloc[0]}; ODE samples)", fontsize=9)
-        ax.set_xlabel("distance to base")
+        ax.plot(tilt["target_distance_to_base"], tilt["target_reward"], "k*--", ms=12, lw=0.8)
+        lams = ", ".join(f"{x:g}" for x in tilt["reward_scale"])
+        ax.set_title(f"{prob} (lambda {lams}; {t['metric'].iloc[0]}; ODE samples)", fontsize=9)
+        ax.set_xlabel("distance to the base")
         ax.set_ylabel("mean reward")
-    handles, labels = axes[0][-1].get_legend_handles_labels()
-    axes[0][-1].legend(handles, labels, fontsize=6, loc="center left", bbox_to_anchor=(1.0, 0.5))
-    fig.suptitle("Reward vs distance to the base; stars: the exact tilted targets", fontsize=10)
+    handles = legend_handles(styles)
+    handles.append(
+        Line2D([], [], color="k", marker="*", ls="--", ms=10, lw=0.8, label="exact tilt")
+    )
+    fig.legend(handles=handles, fontsize=7, loc="center left", bbox_to_anchor=(1.0, 0.5))
+    fig.suptitle(
+        "Reward against distance to the base; stars: the exact tilted targets", fontsize=10
+    )
     fig.tight_layout()
     for out in (png, pdf):
         atomic_savefig(fig, out, dpi=150, bbox_inches="tight")
+    plt.close(fig)
 
 
 def main(inputs: list[str], csv: str, md: str, png: str, pdf: str) -> None:
