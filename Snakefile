@@ -5,9 +5,8 @@ include: "workflow/Snakefile"
 rule all:
     default_target: True
     input:
-        rules.table.output,
-        rules.comparison.output,
-        expand(f"{RESULTS}/figure2_{{problem}}.{{ext}}", problem=FIG2_PROBLEMS, ext=["png", "pdf"]),
+        GT_OUTPUTS,
         DIGITS_OUTPUTS,
         T2I_OUTPUTS,
+        REPORT_OUTPUTS,
         rules.results_index.output,

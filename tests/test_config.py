@@ -69,11 +69,11 @@ def test_cli_check_reports_bad_config(tmp_path, capsys):
 
 def test_registry_and_grid():
     assert "adjoint_matching" in METHODS
-    config = yaml.safe_load(open("config/config.yaml"))
+    config = yaml.safe_load(open("config/full.yaml"))
     runs = all_runs(config)
     tags = list(METHODS) + list(config["variants"])  # "all": every registry key, then variants
     assert [r["method"] for r in runs[: len(tags)]] == tags
-    # three problems run every tag at both scales
+    # the full config: three problems run every tag at both scales
     assert len(runs) == 3 * 2 * len(tags)
     assert problem_names(config) == ["gmm1d_linear", "gmm2d_quadratic", "gmm10d_quadratic"]
     validate_grid(config)
@@ -92,7 +92,7 @@ def test_registry_and_grid():
 
 
 def test_figure2_is_its_own_experiment():
-    config = yaml.safe_load(open("config/config.yaml"))
+    config = yaml.safe_load(open("config/full.yaml"))
     fig = config["figure2"]
     runs = figure2_runs(config)
     assert [r["method"] for r in runs] == fig["methods"] * len(fig["problems"])
@@ -106,52 +106,60 @@ def test_figure2_is_its_own_experiment():
         shared = r["problem"] in problem_names(config) and r["problem"] not in fig["overrides"]
         assert (r["dir"] in grid_dirs) == shared
     one_d = [r for r in runs if r["problem"] == "gmm1d_linear"]
-    assert all(r["dir"].startswith("runs/figure2/gmm1d_linear/") for r in one_d)
+    assert all(r["dir"].startswith("runs_full/figure2/gmm1d_linear/") for r in one_d)
     cfg = parse_run_config(configs[one_d[0]["dir"]])
     assert (cfg.train.lr, cfg.train.iterations, cfg.model.hidden) == (3e-3, 4500, 256)
     method = cfg.method_config
     assert (method.num_steps, method.grid_warp, method.clip_multiplier) == (80, 0.5, 1e6)
     assert (cfg.eval.repeats, cfg.eval.floor_repeats) == (20, 200)
     # the comparison grid keeps its equal budget at the same point
-    grid_cfg = parse_run_config(configs["runs/gmm1d_linear/lam1/adjoint_matching/seed0"])
+    grid_cfg = parse_run_config(configs["runs_full/gmm1d_linear/lam1/adjoint_matching/seed0"])
     assert (grid_cfg.train.lr, grid_cfg.train.iterations) == (1e-3, 1000)
     # problems outside the grid (the overlapping modes) run in the figure2 experiment only
-    assert "runs/figure2/gmm2d_overlap_quadratic/lam1/adjoint_matching/seed0" in configs
+    assert "runs_full/figure2/gmm2d_overlap_quadratic/lam1/adjoint_matching/seed0" in configs
     assert len(configs) == len(grid_dirs) + sum(r["dir"] not in grid_dirs for r in runs)
 
 
-def test_quick_config_evaluates_like_the_default():
-    """config/quick.yaml's Theorem 1 runs: the default reproduction's evaluation (floors over 200
-    pairs, 1-D distances over 20) and, per problem, one training setting for the three schedules
-    (only the method's diffusion differs), so its table compares like with like."""
-    config = yaml.safe_load(open("config/quick.yaml"))
-    cfgs = [parse_run_config(c) for c in run_configs(config).values()]
-    assert len(cfgs) == 9
-    for cfg in cfgs:
+def test_default_config_theorem1_runs_compare_like_with_like():
+    """config/config.yaml's Theorem 1 runs: full.yaml's evaluation (floors over 200 pairs, 1-D
+    distances over 20) and, per problem, one training setting for the three schedules (only the
+    method's diffusion differs), so its table compares like with like; the method comparison
+    shares them (trained once) and gives every other method the same budget per problem."""
+    config = yaml.safe_load(open("config/config.yaml"))
+    configs = run_configs(config)
+    fig2 = [parse_run_config(configs[r["dir"]]) for r in figure2_runs(config)]
+    assert len(fig2) == 9
+    assert {r["dir"] for r in figure2_runs(config)} <= {r["dir"] for r in all_runs(config)}
+    for cfg in fig2:
         assert cfg.eval.floor_repeats == 200
         assert cfg.eval.repeats == (20 if cfg.problem.name == "gmm1d_linear" else 5)
-    for problem in {c.problem.name for c in cfgs}:
-        trio = [c for c in cfgs if c.problem.name == problem]
+    for problem in {c.problem.name for c in fig2}:
+        trio = [c for c in fig2 if c.problem.name == problem]
         assert len({(c.train, c.model) for c in trio}) == 1, problem
         methods = {
             (m.num_steps, m.grid_warp, m.clip_multiplier, m.weighting, m.control_variate)
             for m in (c.method_config for c in trio)
         }
         assert len(methods) == 1, problem
+    everyone = [parse_run_config(c) for c in configs.values()]
+    for problem in ("gmm2d_overlap_quadratic", "gmm10d_overlap_quadratic"):
+        runs = [c for c in everyone if c.problem.name == problem]
+        assert len(runs) == len(METHODS) + len(config["variants"])
+        assert len({(c.train, c.model, c.eval) for c in runs}) == 1, problem
 
 
 def test_long_runs_are_the_expensive_ones():
-    """The workflow starts the long runs first: in the quick config the three 1-D runs (4500
-    iterations against 800), in the default the Theorem 1 1-D runs among them (K = 80, hidden
+    """The workflow starts the long runs first: in the default config the three 1-D runs (4500
+    iterations against 800), in the full one the Theorem 1 1-D runs among them (K = 80, hidden
     256, 4500 iterations); the cost estimate scales with iterations, steps and width^2."""
-    quick = yaml.safe_load(open("config/quick.yaml"))
-    assert sorted(long_runs(quick)) == sorted(
-        r["dir"] for r in all_runs(quick) if r["problem"] == "gmm1d_linear"
-    )
     default = yaml.safe_load(open("config/config.yaml"))
-    assert "runs/figure2/gmm1d_linear/lam1/adjoint_matching/seed0" in long_runs(default)
-    assert "runs/gmm2d_quadratic/lam1/draft/seed0" not in long_runs(default)
-    cfg = run_config_dict(quick, "gmm2d_overlap_quadratic", "1", "adjoint_matching", 0)
+    assert sorted(long_runs(default)) == sorted(
+        r["dir"] for r in all_runs(default) if r["problem"] == "gmm1d_linear"
+    )
+    full = yaml.safe_load(open("config/full.yaml"))
+    assert "runs_full/figure2/gmm1d_linear/lam1/adjoint_matching/seed0" in long_runs(full)
+    assert "runs_full/gmm2d_quadratic/lam1/draft/seed0" not in long_runs(full)
+    cfg = run_config_dict(default, "gmm2d_overlap_quadratic", "1", "adjoint_matching", 0)
     longer = {**cfg, "train": {**cfg["train"], "iterations": 1600}}
     wider = {**cfg, "model": {**cfg["model"], "hidden": 128}}
     assert estimated_cost(longer) == 2 * estimated_cost(cfg)
@@ -167,12 +175,12 @@ def test_long_runs_are_the_expensive_ones():
         (lambda f: f["overrides"].update(gmm3d={}), "figure2.overrides.gmm3d: not one of"),
         (
             lambda f: f["overrides"].update(gmm2d_quadratic={"train": {"lr": "fast"}}),
-            "runs/figure2/gmm2d_quadratic/.*train.lr",
+            "runs_full/figure2/gmm2d_quadratic/.*train.lr",
         ),
     ],
 )
 def test_figure2_errors_name_the_key(edit, key):
-    config = yaml.safe_load(open("config/config.yaml"))
+    config = yaml.safe_load(open("config/full.yaml"))
     edit(config["figure2"])
     with pytest.raises(ConfigError, match=key):
         validate_grid(config)
@@ -323,16 +331,19 @@ def test_diverged_run_exports_last_good_checkpoint(tmp_path, monkeypatch):
 
 
 def test_runs_dir_moves_every_run():
-    """A second config (smoke, quick) names its own ``runs_dir``: none of its runs may land in the
-    default reproduction's ``runs/`` (a run whose config changed restarts from scratch)."""
-    config = yaml.safe_load(open("config/config.yaml"))
-    default = set(run_configs(config))
+    """Each config names its own ``runs_dir`` (default ``runs``): moving it moves every run, and
+    no two shipped configs share a run directory (a run whose config changed restarts from
+    scratch)."""
+    config = yaml.safe_load(open("config/full.yaml"))
+    full = set(run_configs(config))
     config["runs_dir"] = "runs_other/"
     moved = set(run_configs(config))
-    assert len(moved) == len(default)
-    assert moved == {"runs_other/" + d.removeprefix("runs/") for d in default}
+    assert len(moved) == len(full)
+    assert moved == {"runs_other/" + d.removeprefix("runs_full/") for d in full}
     assert any(d.startswith("runs_other/figure2/") for d in moved)
-    for name in ("smoke.yaml", "quick.yaml"):
+    default = set(run_configs(yaml.safe_load(open("config/config.yaml"))))
+    assert all(d.startswith("runs/") for d in default)
+    for name in ("smoke.yaml", "full.yaml"):
         other = yaml.safe_load(open(f"config/{name}"))
         assert not set(run_configs(other)) & default, name
 

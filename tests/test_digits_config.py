@@ -12,7 +12,7 @@ ROOT = Path(__file__).resolve().parents[1]
 
 
 def test_shipped_configs_parse():
-    for name in ("config.yaml", "smoke.yaml"):
+    for name in ("config.yaml", "full.yaml", "smoke.yaml"):
         section = yaml.safe_load((ROOT / "config" / name).read_text())["digits"]
         cfg = parse_digits_config(section)
         assert cfg.methods and cfg.reward_scales and cfg.seeds

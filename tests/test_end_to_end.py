@@ -2,7 +2,6 @@
 sigma (Theorem 1) does not; and the workflow runs on the smoke grid."""
 
 import json
-import os
 import subprocess
 import sys
 from pathlib import Path
@@ -65,26 +64,8 @@ def test_memoryless_lands_near_tilt_and_constant_sigma_does_not():
     assert w1_const > 3 * w1_mem, (w1_const, w1_mem)
 
 
-def test_workflow_smoke_grid(tmp_path):
-    env = {**os.environ, "OMP_NUM_THREADS": "1"}
-    bin_dir = Path(sys.executable).parent
-    env["PATH"] = f"{bin_dir}:{env['PATH']}"
-    cmd = [
-        str(bin_dir / "snakemake"),
-        "--snakefile",
-        str(ROOT / "Snakefile"),
-        "--configfile",
-        str(ROOT / "config" / "smoke.yaml"),
-        "--config",
-        "results_dir=results",
-        "--cores",
-        "2",
-        "-q",
-    ]
-    if not (bin_dir / "snakemake").exists():
-        pytest.skip("snakemake not installed in this environment")
-    out = subprocess.run(cmd, cwd=tmp_path, env=env, capture_output=True, text=True)
-    assert out.returncode == 0, out.stdout[-3000:] + out.stderr[-3000:]
+def test_workflow_smoke_grid(smoke_workflow):
+    tmp_path = smoke_workflow
     for name in (
         "ground_truth.csv",
         "ground_truth.md",

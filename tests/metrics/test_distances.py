@@ -33,7 +33,9 @@ def test_w1_point_masses_and_shift():
     assert wasserstein_1d(x, x[torch.randperm(1000)]) == pytest.approx(0.0, abs=1e-12)
 
 
-@pytest.mark.parametrize(("n", "m"), [(137, 59), (1, 40), (500, 501), (64, 64), (1, 1), (2000, 2000)])
+@pytest.mark.parametrize(
+    ("n", "m"), [(137, 59), (1, 40), (500, 501), (64, 64), (1, 1), (2000, 2000)]
+)
 def test_w1_any_sizes_matches_scipy(n, m):
     g = gen(n * m)
     x = torch.randn(n, generator=g, dtype=F64)

@@ -43,7 +43,7 @@ def test_schema_rejects_bad_configs_by_name(edit, needle, tmp_path):
     assert not any(tmp_path.glob("runs*"))
 
 
-@pytest.mark.parametrize("name", ["config.yaml", "quick.yaml", "smoke.yaml"])
+@pytest.mark.parametrize("name", ["config.yaml", "full.yaml", "smoke.yaml"])
 def test_shipped_configs_pass(name, tmp_path):
     out = dry_run(ROOT / "config" / name, tmp_path)
     assert out.returncode == 0, out.stderr[-2000:]
@@ -54,3 +54,78 @@ def test_lint_is_clean():
         pytest.skip("snakemake not installed in this environment")
     out = subprocess.run([str(SNAKEMAKE), "--lint"], cwd=ROOT, capture_output=True, text=True)
     assert out.returncode == 0 and "good condition" in out.stdout + out.stderr, out.stdout[-3000:]
+
+
+def planned_jobs(config: Path, cwd: Path) -> dict[str, int]:
+    """Rule -> job count of a dry run from an empty folder (Snakemake's "Job stats" table)."""
+    if not SNAKEMAKE.exists():
+        pytest.skip("snakemake not installed in this environment")
+    cmd = [str(SNAKEMAKE), "--snakefile", str(ROOT / "Snakefile"), "--configfile", str(config),
+           "--cores", "1", "-n"]  # fmt: skip
+    out = subprocess.run(cmd, cwd=cwd, capture_output=True, text=True)
+    assert out.returncode == 0, out.stderr[-2000:]
+    lines = (out.stdout + out.stderr).split("Job stats:")[1].splitlines()[3:]
+    counts = {}
+    for line in lines:
+        parts = line.split()
+        if len(parts) != 2 or not parts[1].isdigit():
+            break
+        counts[parts[0]] = int(parts[1])
+    return counts
+
+
+def test_default_dry_run_plans_the_config(tmp_path):
+    """The default config's dry run plans the jobs its grid implies, counted from the config by
+    the workflow's own grid code and by hand: every run configured, trained and evaluated once
+    (the Theorem 1 runs are grid runs), the digits grid, one figure per Theorem 1 problem."""
+    sys.path.insert(0, str(ROOT))
+    from baselines.registry import METHODS
+    from workflow.scripts.grid import all_runs, figure2_runs, long_runs, run_configs
+
+    config = yaml.safe_load((ROOT / "config" / "config.yaml").read_text())
+    runs = run_configs(config)
+    # by hand: the Theorem 1 trio on 1-D, every registered method and variant on 2-D and 10-D
+    tags = len(METHODS) + len(config["variants"])
+    assert len(runs) == len(all_runs(config)) == 3 + 2 * tags
+    digits = config["digits"]
+    n_digits = len(digits["methods"]) * len(digits["reward_scales"]) * len(digits["seeds"])
+    jobs = planned_jobs(ROOT / "config" / "config.yaml", tmp_path)
+    assert jobs["run_config"] == jobs["evaluate"] == len(runs)
+    assert jobs["finetune_long"] == len(long_runs(config)) == 3
+    assert jobs["finetune"] + jobs["finetune_long"] == len(runs)
+    assert jobs["figure2"] == len({r["problem"] for r in figure2_runs(config)}) == 3
+    assert jobs["digits_run"] == n_digits == 18
+    assert jobs["digits_base"] == 1 + len(digits["guidance"])
+    for rule in ("table", "comparison", "digits_pretrain", "digits_reference", "digits_report",
+                 "report_table_ground_truth", "report_table_comparison", "report_table_digits",
+                 "results_index", "all"):  # fmt: skip
+        assert jobs[rule] == 1, rule
+    assert not any(rule.startswith("t2i") for rule in jobs)  # no text-to-image in the default
+
+
+def test_t2i_gpu_config_plans_gpu_jobs(tmp_path):
+    """config/t2i_gpu.yaml (the paper's protocol, no CPU experiments) plans one fine-tune and one
+    sample job per method, the base's samples, a scoring job per sample folder, and asks for a
+    GPU in each of them. The published prompt files are not in the repository (amcli.prompts
+    fetches them): the demonstration prompts stand in for the plan."""
+    paper = (ROOT / "config" / "paper.yaml").read_text()
+    paper = paper.replace("data/prompts/refl_train.txt", str(ROOT / "data/prompts/demo_train.txt"))
+    paper = paper.replace(
+        "data/prompts/imagereward_benchmark.txt", str(ROOT / "data/prompts/demo_eval.txt")
+    )
+    (tmp_path / "paper.yaml").write_text(paper)
+    config = yaml.safe_load((ROOT / "config" / "t2i_gpu.yaml").read_text())
+    config["t2i"]["config"] = str(tmp_path / "paper.yaml")
+    (tmp_path / "gpu.yaml").write_text(yaml.safe_dump(config))
+    methods = len(config["t2i"]["methods"])
+    jobs = planned_jobs(tmp_path / "gpu.yaml", tmp_path)
+    assert jobs["t2i_finetune"] == jobs["t2i_sample"] == methods
+    assert jobs["t2i_sample_base"] == 1 and jobs["score_images"] == methods + 1
+    assert not {"run_config", "digits_run", "table"} & set(jobs)
+    cmd = [str(SNAKEMAKE), "--snakefile", str(ROOT / "Snakefile"), "--configfile",
+           str(tmp_path / "gpu.yaml"), "--cores", "1", "-n", "-p"]  # fmt: skip
+    plan = subprocess.run(cmd, cwd=tmp_path, capture_output=True, text=True).stdout
+    for rule in ("t2i_finetune", "t2i_sample", "score_images"):
+        block = plan.split(f"rule {rule}:")[1].split("\n\n")[0]
+        assert "gpu=1" in block, (rule, block)
+    assert "--device cuda" in plan.split("rule score_images:")[1]

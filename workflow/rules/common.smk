@@ -24,7 +24,7 @@ from workflow.scripts.grid import (
 # command line replaces it as a whole (Snakemake would otherwise merge the two, so keys of the
 # default grid, e.g. its per-problem overrides, would leak into a smaller grid). Single keys
 # given with --config key=value still apply on top of the default.
-if "grid" not in config:
+if not workflow.configfiles:
     import yaml
 
     _cli = dict(config)

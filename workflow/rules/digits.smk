@@ -116,9 +116,19 @@ if DIGITS is not None:
         output:
             csv=os.path.join(DRES, "table.csv"),
             md=os.path.join(DRES, "table.md"),
-            png=os.path.join(DRES, "pareto.png"),
+            png=report(
+                os.path.join(DRES, "pareto.png"),
+                caption="../report/digits_pareto.rst",
+                category="3. Digits",
+                labels={"figure": "consistency against diversity and realism"},
+            ),
             pdf=os.path.join(DRES, "pareto.pdf"),
-            samples=os.path.join(DRES, "samples.png"),
+            samples=report(
+                os.path.join(DRES, "samples.png"),
+                caption="../report/digits_samples.rst",
+                category="3. Digits",
+                labels={"figure": "samples per method and reward scale"},
+            ),
         log:
             os.path.join(DRES, "logs", "report.log"),
         conda:

@@ -65,6 +65,20 @@ rule evaluate:
         "OMP_NUM_THREADS={threads} python -m amcli evaluate {input.cfg} --run-dir $(dirname {output.eval}) > {log} 2>&1"
 
 
+# the tables and figures of this family: none in a config without a grid
+GT_OUTPUTS = (
+    [
+        os.path.join(RESULTS, f"{name}.{ext}")
+        for name in ("ground_truth", "comparison")
+        for ext in ("csv", "md")
+    ]
+    + [os.path.join(RESULTS, f"pareto.{ext}") for ext in ("png", "pdf")]
+    + [os.path.join(RESULTS, f"figure2_{p}.{ext}") for p in FIG2_PROBLEMS for ext in ("png", "pdf")]
+    if RUN_CONFIGS
+    else []
+)
+
+
 rule table:
     input:
         [os.path.join(d, "eval.json") for d in run_dirs(figure2_runs(config))],
@@ -85,7 +99,12 @@ rule comparison:
     output:
         csv=os.path.join(RESULTS, "comparison.csv"),
         md=os.path.join(RESULTS, "comparison.md"),
-        png=os.path.join(RESULTS, "pareto.png"),
+        png=report(
+            os.path.join(RESULTS, "pareto.png"),
+            caption="../report/pareto.rst",
+            category="2. Method comparison",
+            labels={"figure": "reward against distance to the base"},
+        ),
         pdf=os.path.join(RESULTS, "pareto.pdf"),
     log:
         os.path.join(RESULTS, "logs", "comparison.log"),
@@ -99,7 +118,12 @@ rule figure2:
     input:
         lambda w: [os.path.join(d, "samples.npz") for d in run_dirs(figure2_runs(config, w.problem))],
     output:
-        png=os.path.join(RESULTS, "figure2_{problem}.png"),
+        png=report(
+            os.path.join(RESULTS, "figure2_{problem}.png"),
+            caption="../report/theorem1_figure.rst",
+            category="1. Theorem 1",
+            labels={"figure": "Figure 2 (samples against the exact tilt)", "problem": "{problem}"},
+        ),
         pdf=os.path.join(RESULTS, "figure2_{problem}.pdf"),
     log:
         os.path.join(RESULTS, "logs", "figure2_{problem}.log"),

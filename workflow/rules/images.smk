@@ -5,6 +5,8 @@
 IMAGE_METRICS = config.get(
     "image_metrics", ["clipscore", "pickscore", "hpsv2.1", "imagereward", "dreamsim"]
 )
+# scoring runs where the text-to-image jobs run: on a GPU when they ask for one
+SCORE_GPUS = (config.get("t2i") or {}).get("gpus", 0)
 
 
 rule score_images:
@@ -19,11 +21,13 @@ rule score_images:
     threads: 2
     resources:
         mem_mb=16000,
+        gpu=SCORE_GPUS,
     params:
         metrics=",".join(IMAGE_METRICS),
+        device="cuda" if SCORE_GPUS else "cpu",
         env=SCORE_ENV,
     conda:
         ENV
     shell:
-        "{params.env}python -m amcli.score_images {wildcards.folder} --metrics {params.metrics} "
+        "{params.env}python -m amcli.score_images {wildcards.folder} --metrics {params.metrics} --device {params.device} "
         "--out $(dirname {output.csv}) > {log} 2>&1"

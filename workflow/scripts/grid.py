@@ -157,7 +157,10 @@ def problem_names(config: dict) -> list[str]:
 
 
 def all_runs(config: dict) -> list[dict]:
-    """The comparison grid's runs: ``[{problem, lam, method, seed, dir}]`` in grid order."""
+    """The comparison grid's runs: ``[{problem, lam, method, seed, dir}]`` in grid order (none
+    in a config without a ``grid``, e.g. a text-to-image-only one)."""
+    if "grid" not in config:
+        return []
     seeds = _grid(config)["seeds"]
     runs = [
         {"problem": e["name"], "lam": lam_tag(lam), "method": m, "seed": int(s)}
@@ -199,6 +202,8 @@ def _figure2_config_dict(config: dict, problem: str, lam: str, method: str, seed
 def figure2_runs(config: dict, problem: str | None = None) -> list[dict]:
     """The Theorem 1 runs ``[{problem, lam, method, seed, dir}]``: per problem, the figure2 tags
     in their order; ``dir`` is the grid run's when the two configs are equal."""
+    if "grid" not in config and "figure2" not in config:
+        return []
     fig = _figure2(config)
     lam, seed = lam_tag(fig.get("reward_scale", 1.0)), int(fig.get("seed", 0))
     grid = {(r["problem"], r["lam"], r["method"], r["seed"]): r["dir"] for r in all_runs(config)}
@@ -274,5 +279,7 @@ def long_runs(config: dict, factor: float = 3.0) -> list[str]:
     started last sets the wall time (the quick config's three 10-minute 1-D runs among 2-minute
     ones); the workflow gives these a higher priority so they start first."""
     costs = {d: estimated_cost(cfg) for d, cfg in run_configs(config).items()}
+    if not costs:
+        return []
     median = sorted(costs.values())[len(costs) // 2]
     return [d for d, c in costs.items() if c >= factor * median]

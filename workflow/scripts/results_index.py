@@ -36,7 +36,8 @@ WHAT = {
     "digits/samples.png": "digits: samples of every method (rows) at every reward scale "
     "(columns), first seed",
 }
-SUFFIXES = {".md", ".csv", ".png", ".pdf"}
+# every figure is also written as a PDF beside its PNG, for papers; the PDFs are not committed
+SUFFIXES = {".md", ".csv", ".png"}
 
 
 def _git(*args: str) -> str:
@@ -68,7 +69,9 @@ def index(folder: Path, config: str, from_git: bool) -> str:
         f"# {folder.name}/",
         "",
         f"Produced by the workflow (`bash scripts/reproduce.sh`) from `{config}`; regenerated "
-        "with the results. Revision: the code that produced each file.",
+        "with the results. Revision: the code that produced each file. Every figure is also "
+        "written as a PDF beside its PNG (not committed); `snakemake --report` gathers them all "
+        "into one HTML page with captions.",
         "",
         "| file | what it shows | revision |",
         "| --- | --- | --- |",
@@ -76,7 +79,10 @@ def index(folder: Path, config: str, from_git: bool) -> str:
     for name in files:
         rev = revision
         if from_git:
-            rev = _git("log", "-1", "--format=%h", "--", str(folder / name)) or "uncommitted"
+            rev = (
+                _git("log", "-1", "--follow", "--format=%h", "--", str(folder / name))
+                or "uncommitted"
+            )
         lines.append(f"| [{name}]({name}) | {describe(name)} | {rev} |")
     return "\n".join(lines) + "\n"
 

@@ -4,12 +4,15 @@
 
 prints three Markdown tables: Theorem 1 (distance to the exact tilt over the noise floor,
 memoryless against constant sigma) from ``ground_truth.csv``, the method comparison at lambda = 1
-from ``comparison.csv``, and the digits benchmark at lambda = 10 from ``digits/table.csv``. ``tests/test_readme.py`` checks that the README shows exactly what this prints,
+from ``comparison.csv`` (the problems every method ran), and the digits benchmark at lambda = 10
+from ``digits/table.csv``. ``tests/test_readme.py`` checks that the README shows exactly what
+this prints,
 so the README's numbers are regenerated with the tables, never edited by hand.
 """
 
 from __future__ import annotations
 
+import re
 import sys
 from pathlib import Path
 
@@ -23,7 +26,12 @@ THEOREM1_COLUMNS = {
     ("am_constant_sigma", "memoryless"): "sigma = 1.0",
     ("am_constant_sigma_0.2", "memoryless"): "sigma = 0.2",
 }
-METHOD_PROBLEMS = {"gmm1d_linear": "1-D", "gmm2d_quadratic": "2-D", "gmm10d_quadratic": "10-D"}
+
+
+def _dim_label(problem: str) -> str:
+    """``gmm10d_overlap_quadratic`` -> ``10-D``."""
+    m = re.match(r"gmm(\d+)d", problem)
+    return f"{m.group(1)}-D" if m else problem
 
 
 def _ratio(value: float, se: float) -> str:
@@ -47,25 +55,34 @@ def theorem1_table(ground_truth: pd.DataFrame) -> str:
 
 
 def methods_table(comparison: pd.DataFrame, reward_scale: float = 1.0) -> str:
-    """Rows: methods; columns: distance / floor (ODE sampling) per problem, and on the 2-D
-    problem the mean reward and diversity beside the exact target's."""
+    """Rows: methods; columns: distance / floor (ODE sampling) on each problem that every method
+    ran, and on the first 2-D one the mean reward and diversity beside the exact target's."""
     df = comparison[comparison.reward_scale == reward_scale]
-    two_d = df[df.problem == "gmm2d_quadratic"].iloc[0]
-    head = [f"{name} distance / floor" for name in METHOD_PROBLEMS.values()]
+    methods = list(df.method.drop_duplicates())
+    problems = [
+        p for p in df.problem.drop_duplicates() if set(df[df.problem == p].method) == set(methods)
+    ]
+    labels = [_dim_label(p) for p in problems]
+    if len(set(labels)) < len(labels):  # two problems of one dimension: their names
+        labels = [f"`{p}`" for p in problems]
+    shown = next((p for p in problems if _dim_label(p) == "2-D"), problems[0])
+    ref = df[df.problem == shown].iloc[0]
+    where = _dim_label(shown)
+    head = [f"{name} distance / floor" for name in labels]
     head += [
-        f"2-D reward (target {two_d.target_reward:.2f})",
-        f"2-D diversity (target {two_d.target_diversity:.2f})",
+        f"{where} reward (target {ref.target_reward:.2f})",
+        f"{where} diversity (target {ref.target_diversity:.2f})",
     ]
     lines = ["| method | " + " | ".join(head) + " |", "|---" * (len(head) + 1) + "|"]
-    for method in df.method.drop_duplicates():
+    for method in methods:
         rows = df[df.method == method].set_index("problem")
         cells = []
-        for problem in METHOD_PROBLEMS:
+        for problem in problems:
             r = rows.loc[problem]
             # a diverged run is evaluated at its last good checkpoint, already far off
             ratio = r.distance_ode / r.noise_floor
             cells.append("diverged" if r.diverged_seeds > 0 else f"{ratio:.3g}")
-        r = rows.loc["gmm2d_quadratic"]
+        r = rows.loc[shown]
         cells += [f"{r.reward_ode:.2f}", f"{r.diversity_ode:.2f}"]
         lines.append(f"| `{method}` | " + " | ".join(cells) + " |")
     return "\n".join(lines)
