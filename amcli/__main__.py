@@ -1,4 +1,6 @@
-"""``python -m amcli {finetune,evaluate,check} CONFIG.yaml --run-dir DIR``."""
+"""``python -m amcli {finetune,evaluate,check} CONFIG.yaml --run-dir DIR``;
+``python -m amcli floor CONFIG.yaml --out FILE`` (a run's noise floor, shared by runs with the
+same target and evaluation settings; ``evaluate --floor FILE`` reads it)."""
 
 from __future__ import annotations
 
@@ -27,13 +29,18 @@ def main(argv: list[str] | None = None) -> int:
         ("finetune", "fine-tune (resumes from RUN_DIR/checkpoint.pt)"),
         ("evaluate", "evaluate a fine-tuned run against its exact target"),
         ("check", "validate a config and print it resolved"),
+        ("floor", "the noise floor of a run's evaluation (no model needed)"),
     ]:
         p = sub.add_parser(name, help=help_)
         p.add_argument("config", help="run config YAML")
-        if name != "check":
+        if name in ("finetune", "evaluate"):
             p.add_argument("--run-dir", required=True)
         if name == "finetune":
             p.add_argument("--no-progress", action="store_true")
+        if name == "evaluate":
+            p.add_argument("--floor", help="a noise floor written by `python -m amcli floor`")
+        if name == "floor":
+            p.add_argument("--out", required=True, help="where to write the floor (JSON)")
     args = ap.parse_args(argv)
     try:
         cfg = load_config(args.config)
@@ -45,12 +52,16 @@ def main(argv: list[str] | None = None) -> int:
 
         print(yaml.safe_dump(run_config_to_dict(cfg), sort_keys=False))
         return 0
-    from amcli.run import evaluate, finetune
+    from amcli.run import atomic_write_text, evaluate, finetune, noise_floor_record
 
     if args.command == "finetune":
         print(finetune(cfg, args.run_dir, progress=not args.no_progress))
+    elif args.command == "floor":
+        Path(args.out).parent.mkdir(parents=True, exist_ok=True)
+        atomic_write_text(Path(args.out), json.dumps(noise_floor_record(cfg), indent=1))
     else:
-        print(json.dumps(evaluate(cfg, args.run_dir), indent=2))
+        floor = json.loads(Path(args.floor).read_text()) if args.floor else None
+        print(json.dumps(evaluate(cfg, args.run_dir, floor), indent=2))
     return 0
 
 

@@ -127,6 +127,29 @@ def base_scores(cfg: DigitsConfig, guidance: float) -> dict:
     return {"guidance": guidance, **scores(x, labels, assets)}
 
 
+def _restart_if_changed(cfg: DigitsConfig, method: str, run_dir: Path) -> None:
+    """A run directory trained under other settings (the workflow's digits config was edited)
+    starts afresh instead of resuming a checkpoint of the old settings (which the trainer would
+    refuse). The settings a run depends on go to ``run_dir/settings.json``."""
+    run_dir.mkdir(parents=True, exist_ok=True)
+    settings = json.dumps(
+        {
+            "train": dataclasses.asdict(cfg.train),
+            "method": cfg.method_configs.get(method, {}),
+            "pretrain": dataclasses.asdict(cfg.pretrain),
+            "reward_temperature": cfg.reward_temperature,
+        },
+        sort_keys=True,
+        default=str,
+    )
+    path = run_dir / "settings.json"
+    if path.exists() and path.read_text() != settings:
+        for stale in ("checkpoint.pt", "metrics.jsonl", "model.safetensors", "eval.json"):
+            (run_dir / stale).unlink(missing_ok=True)
+        print(f"settings of {run_dir} changed: starting the run afresh", file=sys.stderr)
+    atomic_write_text(path, settings)
+
+
 def run(cfg: DigitsConfig, *, method: str, reward_scale: float, seed: int, run_dir: Path) -> dict:
     """Fine-tune (resuming from ``run_dir``), save ``model.safetensors``, score it, and write
     ``eval.json`` and ``samples.pt`` (8 generations per class for the image grids)."""
@@ -136,6 +159,7 @@ def run(cfg: DigitsConfig, *, method: str, reward_scale: float, seed: int, run_d
     from am.train import NonFiniteError
     from baselines import finetune
 
+    _restart_if_changed(cfg, method, run_dir)
     assets = _assets(cfg)
     torch.manual_seed(seed)
     train = dataclasses.replace(cfg.train, seed=seed)

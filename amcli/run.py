@@ -157,14 +157,60 @@ def _metric(cfg: RunConfig, dim: int) -> str:
     return "w1" if dim == 1 else "sliced_w1"
 
 
+def floor_key(cfg: RunConfig) -> dict:
+    """What a run's noise floor depends on: the target (problem, reward scale), the sample size,
+    the metric, the number of pairs and the seed. Runs with equal keys share one floor."""
+    ev = cfg.eval
+    return {
+        "problem": cfg.problem.name,
+        "schedule": cfg.problem.schedule,
+        "reward_scale": cfg.problem.reward_scale,
+        "num_samples": ev.num_samples,
+        "metric": ev.metric,
+        "floor_repeats": ev.floor_repeats or ev.repeats,
+        "seed": ev.seed,
+    }
+
+
 @torch.no_grad()
-def evaluate(cfg: RunConfig, run_dir: str | Path) -> dict:
+def noise_floor_record(cfg: RunConfig) -> dict:
+    """The noise floor of a run's evaluation: distances between ``floor_repeats`` pairs of
+    independent exact target samples of ``num_samples`` each (``pairs``), their mean and spread.
+    It needs no model, so runs on one problem share it (``python -m amcli floor``; the
+    workflow's rule ``noise_floor``); its own generator (``eval.seed + 3``) keeps the other
+    draws of :func:`evaluate` the same whether the floor is computed there or read."""
+    gt = make_problem(
+        cfg.problem.name, make_schedule(cfg.problem.schedule), cfg.problem.reward_scale
+    )
+    key = floor_key(cfg)
+    pairs = noise_floor_pairs(
+        gt.target.sample,
+        key["num_samples"],
+        metric=_metric(cfg, gt.dim),
+        generator=torch.Generator().manual_seed(key["seed"] + 3),
+        repeats=key["floor_repeats"],
+    )
+    sd = float(np.std(pairs, ddof=1)) if len(pairs) > 1 else float("nan")
+    return {**key, "noise_floor": float(np.mean(pairs)), "noise_floor_sd": sd, "pairs": pairs}
+
+
+@torch.no_grad()
+def evaluate(cfg: RunConfig, run_dir: str | Path, floor: dict | None = None) -> dict:
     """Sample the fine-tuned model with each sampler and compare with exact target samples.
 
     Reports, per sampler, the distance to the target next to the noise floor (distance between
     two independent target samples of the same size) and the base's distance to the target.
+    ``floor``: a :func:`noise_floor_record` of this run's :func:`floor_key` (else computed here;
+    the numbers are the same either way).
     """
     run_dir = Path(run_dir)
+    if floor is None:
+        floor = noise_floor_record(cfg)
+    wrong = {k: (v, floor.get(k)) for k, v in floor_key(cfg).items() if floor.get(k) != v}
+    if wrong:
+        raise ValueError(
+            f"the noise floor given is for other settings (key: (run, floor)): {wrong}"
+        )
     gt, model = load_model(cfg, run_dir)
     status_path = run_dir / "status.json"
     status = json.loads(status_path.read_text()) if status_path.exists() else {}
@@ -186,11 +232,10 @@ def evaluate(cfg: RunConfig, run_dir: str | Path) -> dict:
     def div(x):
         return diversity(x, generator=torch.Generator().manual_seed(ev.seed + 2))
 
-    floor_reps = ev.floor_repeats or reps
-    floor_pairs = noise_floor_pairs(
-        gt.target.sample, n, metric=metric, generator=g, repeats=floor_reps
-    )
-    floor = float(np.mean(floor_pairs))
+    floor_pairs = floor["pairs"]
+    floor_reps = len(floor_pairs)
+    floor_sd = floor["noise_floor_sd"]
+    floor = floor["noise_floor"]
 
     result = {
         "problem": cfg.problem.name,
@@ -206,7 +251,7 @@ def evaluate(cfg: RunConfig, run_dir: str | Path) -> dict:
         "repeats": reps,
         "noise_floor": floor,
         "floor_repeats": floor_reps,
-        "noise_floor_sd": float(np.std(floor_pairs, ddof=1)) if floor_reps > 1 else float("nan"),
+        "noise_floor_sd": floor_sd,
         "base_distance": dist(base),
         "target_reward": float(gt.reward(target).mean()),
         "base_reward": float(gt.reward(base).mean()),

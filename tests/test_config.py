@@ -288,10 +288,9 @@ def test_evaluate_averages_distance_over_independent_pairs(tmp_path):
     ev9 = evaluate(more, tmp_path)
     assert (ev9["repeats"], ev9["floor_repeats"]) == (4, 9)
     gt = make_problem("gmm1d_linear", FlowMatchingSchedule(), 1.0)
-    g = torch.Generator().manual_seed(more.eval.seed)
-    for _ in range(4):  # the evaluation draws its target sets, then the base, then the floor
-        gt.target.sample(400, generator=g)
-    gt.base.sample(400, generator=g)
+    # the floor has a generator of its own (eval.seed + 3), so that it can be computed once and
+    # shared by the runs of a problem without changing their other draws
+    g = torch.Generator().manual_seed(more.eval.seed + 3)
     pairs = noise_floor_pairs(gt.target.sample, 400, metric="w1", generator=g, repeats=9)
     assert ev9["noise_floor"] == pytest.approx(sum(pairs) / 9, rel=1e-12)
     for res in ev9["samplers"].values():
@@ -354,3 +353,38 @@ def test_bad_runs_dir_names_the_key(value):
     config["runs_dir"] = value
     with pytest.raises(ConfigError, match="runs_dir"):
         validate_grid(config)
+
+
+def test_a_shared_noise_floor_gives_the_same_evaluation(tmp_path):
+    """The workflow computes each problem's noise floor once (`python -m amcli floor`) and every
+    run's evaluation reads it: the evaluation is then the same, number for number, as one that
+    computes its floor itself; a floor of other settings is refused, naming the key; runs that
+    differ only in training share the floor's key."""
+    import json
+
+    from amcli.run import evaluate, floor_key, noise_floor_record
+
+    small = {
+        "problem": {"name": "gmm2d_overlap_quadratic"},
+        "method": {"num_steps": 4},
+        "model": {"hidden": 8, "depth": 1, "time_features": 2},
+        "train": {"iterations": 2, "batch_size": 8},
+        "eval": {"num_samples": 300, "sampling_steps": 8, "repeats": 2, "floor_repeats": 3},
+    }
+    (tmp_path / "run.yaml").write_text(yaml.safe_dump(small))
+    run_dir = tmp_path / "run"
+    assert main(["finetune", str(tmp_path / "run.yaml"), "--run-dir", str(run_dir)]) == 0
+    assert main(["evaluate", str(tmp_path / "run.yaml"), "--run-dir", str(run_dir)]) == 0
+    inline = (run_dir / "eval.json").read_text()
+    floor = tmp_path / "floor.json"
+    assert main(["floor", str(tmp_path / "run.yaml"), "--out", str(floor)]) == 0
+    assert len(json.loads(floor.read_text())["pairs"]) == 3
+    cmd = ["evaluate", str(tmp_path / "run.yaml"), "--run-dir", str(run_dir), "--floor", str(floor)]
+    assert main(cmd) == 0
+    assert (run_dir / "eval.json").read_text() == inline
+    cfg = parse_run_config(small)
+    other = parse_run_config({**small, "train": {"iterations": 5, "lr": 1e-4}})
+    assert floor_key(other) == floor_key(cfg)
+    bigger = parse_run_config({**small, "eval": {**small["eval"], "num_samples": 400}})
+    with pytest.raises(ValueError, match="num_samples"):
+        evaluate(cfg, run_dir, noise_floor_record(bigger))

@@ -36,3 +36,30 @@ def test_shipped_configs_parse():
 def test_bad_digits_config_names_the_key(section, key):
     with pytest.raises(ConfigError, match=key.replace(".", r"\.")):
         parse_digits_config(section)
+
+
+def test_a_run_with_changed_settings_starts_afresh(tmp_path, capsys):
+    """The workflow reruns a digits run whose settings changed; its directory then holds a
+    checkpoint of the old settings, which must not be resumed (the trainer would refuse it)."""
+    from amcli.digits import _restart_if_changed
+
+    cfg = parse_digits_config({"methods": ["draft"], "train": {"iterations": 4}})
+    _restart_if_changed(cfg, "draft", tmp_path)
+    (tmp_path / "checkpoint.pt").write_bytes(b"old")
+    _restart_if_changed(cfg, "draft", tmp_path)  # same settings: resume
+    assert (tmp_path / "checkpoint.pt").exists()
+    other = parse_digits_config({"methods": ["draft"], "train": {"iterations": 5}})
+    _restart_if_changed(other, "draft", tmp_path)
+    assert not (tmp_path / "checkpoint.pt").exists()
+    assert "starting the run afresh" in capsys.readouterr().err
+    # a method's own settings count too
+    (tmp_path / "checkpoint.pt").write_bytes(b"old")
+    steps = parse_digits_config(
+        {
+            "methods": ["draft"],
+            "train": {"iterations": 5},
+            "method_configs": {"draft": {"num_steps": 3}},
+        }
+    )
+    _restart_if_changed(steps, "draft", tmp_path)
+    assert not (tmp_path / "checkpoint.pt").exists()

@@ -12,6 +12,7 @@ sys.path.insert(0, str(ROOT))
 from workflow.scripts.grid import (
     all_runs,
     figure2_runs,
+    floor_file,
     lam_tag,
     long_runs,
     run_configs,
@@ -38,6 +39,11 @@ RESULTS = config.get("results_dir", "results")
 # every run directory (comparison grid, then the Theorem 1 runs it does not already hold) -> config
 RUN_CONFIGS = run_configs(config)
 RUNS = runs_dir(config)
+# every run's noise-floor file, and each floor's key (runs on one problem share a floor)
+FLOOR_OF, FLOORS = {}, {}
+for _d, _cfg in RUN_CONFIGS.items():
+    FLOOR_OF[_d], _key = floor_file(config, _cfg)
+    FLOORS[FLOOR_OF[_d]] = _key
 RUN_DIR = os.path.join(RUNS, "{run}")
 ENV = os.path.join(ROOT, "workflow", "envs", "am.yaml")  # documents the software of every rule
 # problems of the Theorem 1 experiment, in its order: one figure2_<problem> plot each

@@ -24,6 +24,17 @@ if DIGITS is not None:
         os.path.join(DRES, name)
         for name in ("table.csv", "table.md", "pareto.png", "pareto.pdf", "samples.png")
     ]
+    # What each kind of job's result depends on. The jobs read the one digits.yaml (marked
+    # ancient below: its date does not trigger reruns) and carry these as params, so a config
+    # change reruns only the jobs whose settings changed (a new reward scale adds its runs and
+    # redoes the reference; a method's settings rerun that method's runs).
+    _SHARED = {k: DIGITS.get(k) for k in ("pretrain", "reward_temperature")}
+    _EVAL = {**_SHARED, "eval": DIGITS.get("eval")}
+
+    def digits_run_settings(w):
+        method = (DIGITS.get("method_configs") or {}).get(w.method)
+        return {**_EVAL, "train": DIGITS.get("train"), "method": method}
+
 else:
     DIGITS_OUTPUTS = []
 
@@ -49,9 +60,11 @@ if DIGITS is not None:
 
     rule digits_pretrain:
         input:
-            os.path.join(DRUNS, "digits.yaml"),
+            ancient(os.path.join(DRUNS, "digits.yaml")),
         output:
             os.path.join(DRUNS, "pretrain.json"),
+        params:
+            settings=_SHARED,
         log:
             os.path.join(DRUNS, "pretrain.log"),
         priority: 20  # every other digits job waits for it
@@ -63,10 +76,12 @@ if DIGITS is not None:
 
     rule digits_reference:
         input:
-            cfg=os.path.join(DRUNS, "digits.yaml"),
+            cfg=ancient(os.path.join(DRUNS, "digits.yaml")),
             pretrained=os.path.join(DRUNS, "pretrain.json"),
         output:
             os.path.join(DRUNS, "reference.json"),
+        params:
+            settings={**_EVAL, "reward_scales": DIGITS.get("reward_scales")},
         log:
             os.path.join(DRUNS, "reference.log"),
         threads: 1
@@ -77,10 +92,12 @@ if DIGITS is not None:
 
     rule digits_base:
         input:
-            cfg=os.path.join(DRUNS, "digits.yaml"),
+            cfg=ancient(os.path.join(DRUNS, "digits.yaml")),
             pretrained=os.path.join(DRUNS, "pretrain.json"),
         output:
             os.path.join(DRUNS, "base", "guidance{w}.json"),
+        params:
+            settings=_EVAL,
         log:
             os.path.join(DRUNS, "base", "guidance{w}.log"),
         threads: 1
@@ -91,10 +108,12 @@ if DIGITS is not None:
 
     rule digits_run:
         input:
-            cfg=os.path.join(DRUNS, "digits.yaml"),
+            cfg=ancient(os.path.join(DRUNS, "digits.yaml")),
             pretrained=os.path.join(DRUNS, "pretrain.json"),
         output:
             os.path.join(DRUNS, "{method}", "lam{lam}", "seed{seed}", "eval.json"),
+        params:
+            settings=digits_run_settings,
         log:
             os.path.join(DRUNS, "{method}", "lam{lam}", "seed{seed}", "run.log"),
         wildcard_constraints:

@@ -49,10 +49,29 @@ use rule finetune as finetune_long with:
 ruleorder: finetune_long > finetune
 
 
+# The noise floor of an evaluation (distances between pairs of exact target samples) needs no
+# model: computed once per problem and evaluation setting, read by every run's evaluation.
+rule noise_floor:
+    output:
+        os.path.join(RUNS, "floors", "{floor}.json"),
+    log:
+        os.path.join(RUNS, "floors", "{floor}.log"),
+    wildcard_constraints:
+        floor=r"[^/]+/lam[^/]+/[0-9a-f]{12}",
+    params:
+        key=lambda w: FLOORS[os.path.join(RUNS, "floors", f"{w.floor}.json")],
+    threads: 1
+    conda:
+        ENV
+    script:
+        "../scripts/noise_floor.py"
+
+
 rule evaluate:
     input:
         cfg=os.path.join(RUN_DIR, "run.yaml"),
         model=os.path.join(RUN_DIR, "model.safetensors"),
+        floor=lambda w: FLOOR_OF[os.path.join(RUNS, w.run)],
     output:
         eval=os.path.join(RUN_DIR, "eval.json"),
         samples=os.path.join(RUN_DIR, "samples.npz"),
@@ -62,7 +81,7 @@ rule evaluate:
     conda:
         ENV
     shell:
-        "OMP_NUM_THREADS={threads} python -m amcli evaluate {input.cfg} --run-dir $(dirname {output.eval}) > {log} 2>&1"
+        "OMP_NUM_THREADS={threads} python -m amcli evaluate {input.cfg} --run-dir $(dirname {output.eval}) --floor {input.floor} > {log} 2>&1"
 
 
 # the tables and figures of this family: none in a config without a grid

@@ -28,7 +28,9 @@ equals the grid run at the same point *is* that run (trained once); any other li
 from __future__ import annotations
 
 import copy
+import hashlib
 import itertools
+import json
 
 from amcli.config import ConfigError, parse_run_config
 from baselines.registry import METHODS
@@ -45,6 +47,7 @@ __all__ = [
     "run_config_dict",
     "run_dirs",
     "validate_grid",
+    "floor_file",
 ]
 
 _ENTRY_KEYS = ("name", "methods", "reward_scales")
@@ -283,3 +286,16 @@ def long_runs(config: dict, factor: float = 3.0) -> list[str]:
         return []
     median = sorted(costs.values())[len(costs) // 2]
     return [d for d, c in costs.items() if c >= factor * median]
+
+
+def floor_file(config: dict, cfg: dict) -> tuple[str, dict]:
+    """Where the noise floor of the run with config dict ``cfg`` goes, and its key
+    (:func:`amcli.run.floor_key`): ``<runs_dir>/floors/<problem>/lam<scale>/<digest>.json``.
+    Runs with the same target and evaluation settings (every method on one problem) share it:
+    it is computed once (rule ``noise_floor``) instead of once per run."""
+    from amcli.run import floor_key
+
+    key = floor_key(parse_run_config(cfg))
+    digest = hashlib.sha1(json.dumps(key, sort_keys=True).encode()).hexdigest()[:12]
+    lam = lam_tag(key["reward_scale"])
+    return f"{runs_dir(config)}/floors/{key['problem']}/lam{lam}/{digest}.json", key

@@ -1,0 +1,54 @@
+"""After a config change the workflow plans only what the change touches (a dry run in the
+folder of a finished smoke workflow): a new reward scale adds its runs, a method's new setting
+reruns that method's runs, and nothing else is redone."""
+
+from __future__ import annotations
+
+import subprocess
+
+import yaml
+
+from tests.conftest import ROOT, snakemake_command, snakemake_env
+
+
+def _plan(folder, config: dict | None = None) -> dict[str, int]:
+    """Rule -> planned job count (the smoke config itself when ``config`` is None)."""
+    path = ROOT / "config" / "smoke.yaml"
+    if config is not None:
+        path = folder / "edited.yaml"
+        path.write_text(yaml.safe_dump(config))
+    cmd = snakemake_command(
+        "--configfile", str(path), "--config", "results_dir=results", "--cores", "1", "-n"
+    )
+    out = subprocess.run(cmd, cwd=folder, env=snakemake_env(), capture_output=True, text=True)
+    assert out.returncode == 0, out.stderr[-3000:]
+    text = out.stdout + out.stderr
+    if "Job stats:" not in text:
+        return {}
+    counts = {}
+    for line in text.split("Job stats:")[1].splitlines()[3:]:
+        parts = line.split()
+        if len(parts) != 2 or not parts[1].isdigit():
+            break
+        counts[parts[0]] = int(parts[1])
+    return counts
+
+
+def test_a_finished_workflow_plans_nothing(smoke_workflow):
+    assert _plan(smoke_workflow) == {}
+
+
+def test_a_config_change_reruns_only_what_it_touches(smoke_workflow):
+    config = yaml.safe_load((ROOT / "config" / "smoke.yaml").read_text())
+    config["digits"]["reward_scales"].append(3.0)
+    config["methods"]["draft"]["num_steps"] = 6
+    jobs = _plan(smoke_workflow, config)
+    methods = len(config["digits"]["methods"])
+    # digits: the new scale's runs, its reference, the report; not the others, not the base
+    assert jobs.get("digits_run") == methods
+    assert "digits_pretrain" not in jobs and "digits_base" not in jobs
+    # the grid: DRaFT's runs (two problems at lambda 1) and the comparison, not Theorem 1
+    assert jobs.get("finetune", 0) + jobs.get("finetune_long", 0) == 2
+    assert jobs.get("evaluate") == 2
+    assert "table" not in jobs and "figure2" not in jobs
+    assert not any(rule.startswith("t2i") for rule in jobs)
