@@ -16,7 +16,7 @@ def _plan(folder, config: dict | None = None) -> dict[str, int]:
     path = ROOT / "config" / "smoke.yaml"
     if config is not None:
         path = folder / "edited.yaml"
-        path.write_text(yaml.safe_dump(config))
+        path.write_text(yaml.safe_dump(config, sort_keys=False))  # key order is part of params
     cmd = snakemake_command(
         "--configfile", str(path), "--config", "results_dir=results", "--cores", "1", "-n"
     )
