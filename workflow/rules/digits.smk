@@ -31,10 +31,6 @@ if DIGITS is not None:
     _SHARED = {k: DIGITS.get(k) for k in ("pretrain", "reward_temperature")}
     _EVAL = {**_SHARED, "eval": DIGITS.get("eval")}
 
-    def digits_run_settings(w):
-        method = (DIGITS.get("method_configs") or {}).get(w.method)
-        return {**_EVAL, "train": DIGITS.get("train"), "method": method}
-
 else:
     DIGITS_OUTPUTS = []
 
@@ -113,7 +109,11 @@ if DIGITS is not None:
         output:
             os.path.join(DRUNS, "{method}", "lam{lam}", "seed{seed}", "eval.json"),
         params:
-            settings=digits_run_settings,
+            settings=lambda w: {
+                **_EVAL,
+                "train": DIGITS.get("train"),
+                "method": (DIGITS.get("method_configs") or {}).get(w.method),
+            },
         log:
             os.path.join(DRUNS, "{method}", "lam{lam}", "seed{seed}", "run.log"),
         wildcard_constraints:
