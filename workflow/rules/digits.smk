@@ -24,13 +24,6 @@ if DIGITS is not None:
         os.path.join(DRES, name)
         for name in ("table.csv", "table.md", "pareto.png", "pareto.pdf", "samples.png")
     ]
-    # What each kind of job's result depends on. The jobs read the one digits.yaml (marked
-    # ancient below: its date does not trigger reruns) and carry these as params, so a config
-    # change reruns only the jobs whose settings changed (a new reward scale adds its runs and
-    # redoes the reference; a method's settings rerun that method's runs).
-    _SHARED = {k: DIGITS.get(k) for k in ("pretrain", "reward_temperature")}
-    _EVAL = {**_SHARED, "eval": DIGITS.get("eval")}
-
 else:
     DIGITS_OUTPUTS = []
 
@@ -56,11 +49,9 @@ if DIGITS is not None:
 
     rule digits_pretrain:
         input:
-            ancient(os.path.join(DRUNS, "digits.yaml")),
+            os.path.join(DRUNS, "digits.yaml"),
         output:
             os.path.join(DRUNS, "pretrain.json"),
-        params:
-            settings=_SHARED,
         log:
             os.path.join(DRUNS, "pretrain.log"),
         priority: 20  # every other digits job waits for it
@@ -72,12 +63,10 @@ if DIGITS is not None:
 
     rule digits_reference:
         input:
-            cfg=ancient(os.path.join(DRUNS, "digits.yaml")),
+            cfg=os.path.join(DRUNS, "digits.yaml"),
             pretrained=os.path.join(DRUNS, "pretrain.json"),
         output:
             os.path.join(DRUNS, "reference.json"),
-        params:
-            settings={**_EVAL, "reward_scales": DIGITS.get("reward_scales")},
         log:
             os.path.join(DRUNS, "reference.log"),
         threads: 1
@@ -88,12 +77,10 @@ if DIGITS is not None:
 
     rule digits_base:
         input:
-            cfg=ancient(os.path.join(DRUNS, "digits.yaml")),
+            cfg=os.path.join(DRUNS, "digits.yaml"),
             pretrained=os.path.join(DRUNS, "pretrain.json"),
         output:
             os.path.join(DRUNS, "base", "guidance{w}.json"),
-        params:
-            settings=_EVAL,
         log:
             os.path.join(DRUNS, "base", "guidance{w}.log"),
         threads: 1
@@ -104,16 +91,10 @@ if DIGITS is not None:
 
     rule digits_run:
         input:
-            cfg=ancient(os.path.join(DRUNS, "digits.yaml")),
+            cfg=os.path.join(DRUNS, "digits.yaml"),
             pretrained=os.path.join(DRUNS, "pretrain.json"),
         output:
             os.path.join(DRUNS, "{method}", "lam{lam}", "seed{seed}", "eval.json"),
-        params:
-            settings=lambda w: {
-                **_EVAL,
-                "train": DIGITS.get("train"),
-                "method": (DIGITS.get("method_configs") or {}).get(w.method),
-            },
         log:
             os.path.join(DRUNS, "{method}", "lam{lam}", "seed{seed}", "run.log"),
         wildcard_constraints:
