@@ -16,8 +16,8 @@ MARKERS = ("o", "s", "D", "^", "v", "P", "X", "<", ">", "p", "h", "*", "d", "H",
 
 def method_styles(methods: Sequence[str]) -> dict[str, dict]:
     """``{method: {"color": rgb, "marker": str}}`` for ``methods`` in the given order (the
-    registry's, then variants): the same method gets the same style in every panel. Colours from
-    seaborn's ``tab20``-like ``husl`` wheel when there are more methods than ``tab10`` colours."""
+    registry's, then variants): the same method gets the same style in every panel. Colours:
+    ``tab10``, or evenly spaced ``husl`` hues when there are more than ten methods."""
     import seaborn as sns
 
     methods = list(dict.fromkeys(methods))

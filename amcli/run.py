@@ -232,10 +232,8 @@ def evaluate(cfg: RunConfig, run_dir: str | Path, floor: dict | None = None) -> 
     def div(x):
         return diversity(x, generator=torch.Generator().manual_seed(ev.seed + 2))
 
-    floor_pairs = floor["pairs"]
-    floor_reps = len(floor_pairs)
-    floor_sd = floor["noise_floor_sd"]
-    floor = floor["noise_floor"]
+    floor_pairs, floor_sd = floor["pairs"], floor["noise_floor_sd"]
+    floor_reps, floor_mean = len(floor_pairs), floor["noise_floor"]
 
     result = {
         "problem": cfg.problem.name,
@@ -249,7 +247,7 @@ def evaluate(cfg: RunConfig, run_dir: str | Path, floor: dict | None = None) -> 
         "metric": metric,
         "num_samples": n,
         "repeats": reps,
-        "noise_floor": floor,
+        "noise_floor": floor_mean,
         "floor_repeats": floor_reps,
         "noise_floor_sd": floor_sd,
         "base_distance": dist(base),
@@ -288,7 +286,7 @@ def evaluate(cfg: RunConfig, run_dir: str | Path, floor: dict | None = None) -> 
             # mean over the `reps` (draw, target set) pairs, and their standard deviation
             "distance": float(np.mean(ds)),
             "distance_sd": float(np.std(ds, ddof=1)) if len(ds) > 1 else nan,
-            "ratio_to_floor": float(np.mean(ds)) / floor,
+            "ratio_to_floor": float(np.mean(ds)) / floor_mean,
             # standard error of that ratio (both means uncertain; am.metrics.ratio_standard_error)
             "ratio_se": ratio_standard_error(ds, floor_pairs),
             "reward": float(gt.reward(torch.cat(draws)).mean()) if finite else nan,

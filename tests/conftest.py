@@ -50,3 +50,16 @@ def smoke_workflow(tmp_path_factory) -> Path:
     out = subprocess.run(cmd, cwd=folder, env=snakemake_env(), capture_output=True, text=True)
     assert out.returncode == 0, out.stdout[-3000:] + out.stderr[-3000:]
     return folder
+
+
+def job_stats(text: str) -> dict[str, int]:
+    """Rule -> job count from Snakemake's "Job stats" table in a dry run's output ({} if none)."""
+    if "Job stats:" not in text:
+        return {}
+    counts = {}
+    for line in text.split("Job stats:")[1].splitlines()[3:]:
+        parts = line.split()
+        if len(parts) != 2 or not parts[1].isdigit():
+            break
+        counts[parts[0]] = int(parts[1])
+    return counts

@@ -8,7 +8,7 @@ import subprocess
 
 import yaml
 
-from tests.conftest import ROOT, snakemake_command, snakemake_env
+from tests.conftest import ROOT, job_stats, snakemake_command, snakemake_env
 
 
 def _plan(folder, config: dict | None = None) -> dict[str, int]:
@@ -22,16 +22,7 @@ def _plan(folder, config: dict | None = None) -> dict[str, int]:
     )
     out = subprocess.run(cmd, cwd=folder, env=snakemake_env(), capture_output=True, text=True)
     assert out.returncode == 0, out.stderr[-3000:]
-    text = out.stdout + out.stderr
-    if "Job stats:" not in text:
-        return {}
-    counts = {}
-    for line in text.split("Job stats:")[1].splitlines()[3:]:
-        parts = line.split()
-        if len(parts) != 2 or not parts[1].isdigit():
-            break
-        counts[parts[0]] = int(parts[1])
-    return counts
+    return job_stats(out.stdout + out.stderr)
 
 
 def test_a_finished_workflow_plans_nothing(smoke_workflow):

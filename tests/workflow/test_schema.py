@@ -10,6 +10,8 @@ from pathlib import Path
 import pytest
 import yaml
 
+from tests.conftest import job_stats
+
 ROOT = Path(__file__).resolve().parents[2]
 SNAKEMAKE = Path(sys.executable).parent / "snakemake"
 
@@ -64,14 +66,7 @@ def planned_jobs(config: Path, cwd: Path) -> dict[str, int]:
            "--cores", "1", "-n"]  # fmt: skip
     out = subprocess.run(cmd, cwd=cwd, capture_output=True, text=True)
     assert out.returncode == 0, out.stderr[-2000:]
-    lines = (out.stdout + out.stderr).split("Job stats:")[1].splitlines()[3:]
-    counts = {}
-    for line in lines:
-        parts = line.split()
-        if len(parts) != 2 or not parts[1].isdigit():
-            break
-        counts[parts[0]] = int(parts[1])
-    return counts
+    return job_stats(out.stdout + out.stderr)
 
 
 def test_default_dry_run_plans_the_config(tmp_path):
