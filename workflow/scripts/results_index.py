@@ -24,8 +24,9 @@ WHAT = {
     "floor; reward, diversity and distance to the base next to the exact target's",
     "pareto.*": "mean reward against distance to the base, per method, one panel per problem; "
     "stars: the exact tilted targets (a method on its star is exact; above it, reward-hacking)",
-    "figure2_*": "the paper's Figure 2 for one problem: samples of the fine-tuned models, "
-    "memoryless against constant sigma, with the exact tilt",
+    "figure2_*": "the paper's Figure 2 for one problem: the fine-tuned models' samples "
+    "(histograms; 2-D projections above 2-D), memoryless against constant sigma, under the exact "
+    "tilt's density (curve or contours), on shared axes",
     "digits/table.*": "the digits benchmark: reward, held-out classifier, diversity and "
     "realism of every method and reward scale, with the importance-sampling reference",
     "digits/pareto.*": "digits: mean reward against diversity (left) and against realism "
