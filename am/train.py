@@ -1,6 +1,7 @@
 """One generic training loop for every method: rollout -> loss -> optimizer step.
 
-Checkpoints hold the model, optimizer, EMA, RNG states and iteration, written atomically
+Checkpoints hold the model's trained state (its frozen parameters are not copied: a fingerprint
+of them is, :mod:`am.checkpoints`), optimizer, EMA, RNG states and iteration, written atomically
 (``*.tmp`` then ``os.replace``) and loaded with ``weights_only=True``. Resume is exact: each
 iteration draws its randomness from a generator seeded by ``(seed, iteration)``, so a run
 interrupted at any checkpoint and resumed ends with the same parameters as an uninterrupted one.
@@ -21,6 +22,7 @@ import torch
 from torch import nn
 from tqdm.auto import tqdm
 
+from am.checkpoints import frozen_fingerprint, load_trained_state, trained_state
 from am.distributed import SingleProcess, data_parallel
 from am.methods.base import Method
 from am.reuse import RolloutReuse
@@ -122,6 +124,8 @@ def load_weights(model: nn.Module, path: str | Path, *, ema: bool = True) -> nn.
     ``path``: a trainer's ``checkpoint.pt`` (read with ``weights_only=True``; with ``ema`` and an
     EMA in the checkpoint, the EMA weights, as :func:`am.finetune` returns them) or a
     ``.safetensors`` file of the model's state dict (what ``python -m amcli finetune`` exports).
+    A checkpoint holds only the trained state: the frozen parameters are ``model``'s own, and
+    must be those the run was trained with (checked against the checkpoint's fingerprint).
     """
     path = Path(path)
     if not path.is_file():
@@ -134,7 +138,7 @@ def load_weights(model: nn.Module, path: str | Path, *, ema: bool = True) -> nn.
     state = torch.load(path, map_location="cpu", weights_only=True)
     if not isinstance(state, dict) or "model" not in state:
         raise ValueError(f"{path} is not a trainer checkpoint (no 'model' entry)")
-    model.load_state_dict(state["model"])
+    load_trained_state(model, state["model"], source=str(path), fingerprint=state.get("frozen"))
     if ema and state.get("ema") is not None:
         params = [p for p in model.parameters() if p.requires_grad]
         if len(params) != len(state["ema"]):
@@ -223,6 +227,7 @@ class Trainer:
                 minibatch=config.minibatch or config.batch_size,
                 seed=config.seed,
             )
+        self._fingerprint = None  # of the frozen parameters; computed at the first save
         self.run_dir = Path(run_dir) if run_dir is not None else None
         if self.run_dir is not None:
             self.run_dir.mkdir(parents=True, exist_ok=True)
@@ -233,9 +238,12 @@ class Trainer:
         return None if self.run_dir is None else self.run_dir / "checkpoint.pt"
 
     def state_dict(self) -> dict:
+        if self._fingerprint is None:  # frozen parameters never change: one pass per run
+            self._fingerprint = frozen_fingerprint(self.model)
         return {
             "iteration": self.iteration,
-            "model": self.model.state_dict(),
+            "model": trained_state(self.model),
+            "frozen": self._fingerprint,
             "optimizer": self.optimizer.state_dict(),
             "ema": self.ema,
             "torch_rng": torch.get_rng_state(),
@@ -273,7 +281,9 @@ class Trainer:
                 f"checkpoint {path} was written under a different config ({', '.join(diff)}); "
                 "resume with the same config or start in a new run directory"
             )
-        self.model.load_state_dict(state["model"])
+        load_trained_state(
+            self.model, state["model"], source=f"checkpoint {path}", fingerprint=state.get("frozen")
+        )
         self.optimizer.load_state_dict(state["optimizer"])
         if self.ema is not None and state["ema"] is not None:
             for e, s in zip(self.ema, state["ema"], strict=True):

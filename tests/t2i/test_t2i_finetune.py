@@ -158,6 +158,14 @@ def test_resume_equals_an_uninterrupted_run(tmp_path):
     straight.fit(progress=False)
     interrupted, _ = trainer(tmp_path / "b")
     interrupted.fit(progress=False, until=2)
+    # the checkpoint holds the adapters (and buffers), not the frozen denoiser
+    state = torch.load(tmp_path / "b" / "checkpoint.pt", weights_only=True)["model"]
+    buffers = {k for k, _ in m1.named_buffers()}
+    trained = [k for k in state if k not in buffers]
+    assert trained and all("lora_" in k for k in trained)
+    assert sum(v.numel() for v in state.values()) < 0.2 * sum(
+        v.numel() for v in m1.state_dict().values()
+    )
     torch.manual_seed(123)  # the resumed process starts from another global RNG state
     resumed, m2 = trainer(tmp_path / "b")
     resumed.fit(progress=False)
