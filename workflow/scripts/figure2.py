@@ -94,6 +94,10 @@ def main(sample_files: list[str], png: str, pdf: str) -> None:
                 base = gt.base.to(torch.float64).log_prob(grid).exp()
                 ax.plot(grid[:, 0], tgt, "k-", lw=1.5, label="exact tilt")
                 ax.plot(grid[:, 0], base, "k:", lw=1.0, label="base")
+                if i == len(samplers) - 1:
+                    ax.set_xlabel("x", fontsize=8)
+                if j == 0:
+                    ax.set_ylabel("density", fontsize=8)
             else:
                 x = x @ view
                 ax.hist2d(
