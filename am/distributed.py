@@ -34,6 +34,9 @@ class SingleProcess:
     def mean_(self, tensors: list[Tensor]) -> None:
         """Average ``tensors`` in place across processes."""
 
+    def sum_(self, tensors: list[Tensor]) -> None:
+        """Sum ``tensors`` in place across processes."""
+
     def broadcast_(self, tensors: list[Tensor]) -> None:
         """Copy rank 0's ``tensors`` to every process, in place."""
 
@@ -70,6 +73,10 @@ class ProcessGroup(SingleProcess):
         for t in tensors:
             t.copy_(flat[offset : offset + t.numel()].view_as(t))
             offset += t.numel()
+
+    def sum_(self, tensors: list[Tensor]) -> None:
+        for t in tensors:
+            torch.distributed.all_reduce(t, op=torch.distributed.ReduceOp.SUM)
 
     def broadcast_(self, tensors: list[Tensor]) -> None:
         for t in tensors:

@@ -16,6 +16,9 @@ regression noise goes. ``1/|S|``
 makes the sum an estimate of the time integral on a uniform grid up to the constant ``1/2``.
 Only ``u_theta`` carries gradient: trajectory and adjoints are constants.
 
+:class:`QuantileDrop` is the authors' Stable Diffusion code's dropping of high-loss terms: a
+term whose root is not below a running (EMA) quantile of the batch's roots contributes nothing.
+
 Step subsets (:class:`StepSubset`): ``"all"``, ``"uniform"`` (``num_steps`` random steps) or
 ``"paper"`` (``num_random`` random steps from the first ``early_fraction`` of the grid plus the
 last ``num_last`` steps; Appendix G uses 10 of the first 75 % plus the last 10 of 40).
@@ -23,13 +26,14 @@ last ``num_last`` steps; Appendix G uses 10 of the first 75 % plus the last 10 o
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 from dataclasses import dataclass
 
 import torch
 from torch import Tensor
 
-__all__ = ["StepSubset", "WEIGHTINGS", "adjoint_matching_loss", "LossTerms"]
+__all__ = ["StepSubset", "WEIGHTINGS", "adjoint_matching_loss", "LossTerms", "QuantileDrop"]
 
 WEIGHTINGS: dict[str, Callable[[Tensor], Tensor]] = {
     "uniform": torch.ones_like,
@@ -87,14 +91,82 @@ class StepSubset:
         return torch.cat([early, last]).unique().sort().values
 
 
+class QuantileDrop:
+    """Drops the loss terms whose root ``sqrt(term)`` is not below a running threshold: the
+    exponential moving average (decay ``decay``) of the ``quantile``-quantile of the roots of
+    each batch's ``M x B`` terms, the current batch's included. This is the Adjoint Matching
+    authors' Stable Diffusion code (``per_sample_threshold_quantile = 0.9``, decay 0.9, the
+    first two values averaged before the EMA starts); a dropped term counts as zero in the
+    mean, as there.
+
+    The EMA advances once per micro-batch, in micro-batch order, so a run is the same for any
+    number of processes; within one optimizer step each micro-batch's threshold is one EMA
+    step from the state at the step's start with its own quantile (with one micro-batch, the
+    authors' rule exactly; with several, theirs also folds in the step's earlier
+    micro-batches). :meth:`keep` records each micro-batch's quantile, :meth:`commit` (once per
+    step, on every process) gathers them and advances the EMA."""
+
+    def __init__(self, quantile: float, decay: float = 0.9):
+        if not 0 < quantile <= 1:
+            raise ValueError(f"drop quantile must be in (0, 1], got {quantile!r}")
+        if not 0 < decay < 1:
+            raise ValueError(f"drop EMA decay must be in (0, 1), got {decay!r}")
+        self.quantile, self.decay = float(quantile), float(decay)
+        self.value: float | None = None  # the committed EMA of the quantiles
+        self.updates = 0
+        self._pending: list[float] = []
+
+    def _advanced(self, value: float | None, updates: int, q: float) -> float:
+        """One update of the authors' EMA: the mean of the first ``1 / decay`` values, then
+        ``decay * value + (1 - decay) * q``."""
+        if updates == 0:
+            return q
+        if updates < 1 / self.decay:
+            return q / (updates + 1) + (1 - 1 / (updates + 1)) * value
+        return self.decay * value + (1 - self.decay) * q
+
+    def threshold(self, q: float) -> float:
+        """The threshold a micro-batch with quantile ``q`` is cut at."""
+        return self._advanced(self.value, self.updates, q)
+
+    def keep(self, terms: Tensor) -> Tensor:
+        """``terms [M, B]`` (detached) -> the boolean mask of the terms that stay. Non-finite
+        terms keep everything (the loss is then non-finite and the trainer stops)."""
+        roots = terms.detach().double().sqrt()
+        q = float(torch.quantile(roots.flatten(), self.quantile))
+        if not math.isfinite(q):
+            return torch.ones_like(terms, dtype=torch.bool)
+        self._pending.append(q)
+        return roots < self.threshold(q)
+
+    def commit(self, parallel) -> None:
+        """Advance the EMA by every process's micro-batches of this step, in micro-batch order
+        (process ``r`` holds the ``r``-th contiguous block, as the trainer shares them out)."""
+        n, rank, world = len(self._pending), parallel.rank, parallel.world_size
+        gathered = torch.zeros(world * n, dtype=torch.float64, device=parallel.device)
+        gathered[rank * n : (rank + 1) * n] = torch.tensor(self._pending, dtype=torch.float64)
+        parallel.sum_([gathered])  # the others' entries are zeros: the sum is exact
+        for q in gathered.tolist():
+            self.value, self.updates = self._advanced(self.value, self.updates, q), self.updates + 1
+        self._pending.clear()
+
+    def state_dict(self) -> dict:
+        return {"value": self.value, "updates": self.updates}
+
+    def load_state_dict(self, state: dict) -> None:
+        self.value, self.updates = state["value"], int(state["updates"])
+        self._pending.clear()
+
+
 @dataclass(frozen=True)
 class LossTerms:
-    """``loss`` (scalar, differentiable), ``terms [M, B]`` (unclipped, detached) and the fraction
-    of terms that hit the clip."""
+    """``loss`` (scalar, differentiable), ``terms [M, B]`` (unclipped, detached) and the
+    fractions of terms that hit the clip and that were dropped."""
 
     loss: Tensor
     terms: Tensor
     clipped_fraction: float
+    dropped_fraction: float = 0.0
 
 
 def adjoint_matching_loss(
@@ -103,11 +175,13 @@ def adjoint_matching_loss(
     target: Tensor,
     weights: Tensor,
     clip: float | None = None,
+    drop: QuantileDrop | None = None,
 ) -> LossTerms:
     """``control, target [M, B, *shape]`` (``target = -sigma_k a_{k+o}``, detached), ``weights [M]``.
 
     Per-term clipping (``clip``, the paper's ``1.6 lambda^2``) caps each squared residual: a
     clipped term contributes no gradient, which drops rare trajectories with huge adjoints.
+    ``drop`` (:class:`QuantileDrop`) zeroes the terms above its running quantile instead.
     """
     if control.shape != target.shape:
         raise ValueError(f"control {tuple(control.shape)} and target {tuple(target.shape)} differ")
@@ -115,5 +189,12 @@ def adjoint_matching_loss(
     terms = (resid**2).sum(-1)  # [M, B]
     clipped = terms if clip is None else torch.clamp(terms, max=clip)
     frac = 0.0 if clip is None else float((terms.detach() > clip).float().mean())
+    dropped = 0.0
+    if drop is not None:
+        keep = drop.keep(terms.detach())
+        clipped = clipped * keep
+        dropped = 1.0 - float(keep.double().mean())
     loss = (weights.reshape(-1, 1) * clipped).mean()
-    return LossTerms(loss=loss, terms=terms.detach(), clipped_fraction=frac)
+    return LossTerms(
+        loss=loss, terms=terms.detach(), clipped_fraction=frac, dropped_fraction=dropped
+    )

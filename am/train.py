@@ -250,6 +250,7 @@ class Trainer:
             "config": asdict(self.config),
             "method_config": asdict(self.method.config),
             "reuse": None if self.reuse is None else self.reuse.state_dict(),
+            "method_state": self.method.state_dict(),
         }
 
     def save_checkpoint(self) -> None:
@@ -292,6 +293,7 @@ class Trainer:
         self.iteration = int(state["iteration"])
         if self.reuse is not None and state.get("reuse") is not None:
             self.reuse.load_state_dict(state["reuse"])
+        self.method.load_state_dict(state.get("method_state") or {})
         self._truncate_log()
         return True
 
@@ -354,6 +356,7 @@ class Trainer:
                 raise NonFiniteError(self._nan_message("loss"))
             out.loss.backward()
             metrics = out.metrics
+        self.method.end_step(self.parallel)
         grad_norm = torch.nn.utils.clip_grad_norm_(
             self.params, cfg.grad_clip if cfg.grad_clip is not None else float("inf")
         )

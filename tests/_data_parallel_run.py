@@ -25,7 +25,8 @@ def train(run_dir, *, iterations: int, micro_batches: int, until: int | None = N
     model = ResidualVelocity(gt.velocity, TimeMLP(1, 16, 2, time_features=4, zero_init=False))
     problem = FineTuningProblem(base=gt.velocity, reward=gt.reward, schedule=gt.schedule,
                                 sample_shape=(1,), reward_scale=1.0)  # fmt: skip
-    method = AdjointMatching(AdjointMatchingConfig(num_steps=6), problem)
+    # with the authors' loss dropping: its running threshold must not depend on the processes
+    method = AdjointMatching(AdjointMatchingConfig(num_steps=6, drop_quantile=0.75), problem)
     config = TrainConfig(iterations=iterations, batch_size=16, lr=1e-2, ema_decay=0.9,
                          checkpoint_every=1, micro_batches=micro_batches)  # fmt: skip
     trainer = Trainer(method, model, config, run_dir, parallel=parallel)

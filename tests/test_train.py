@@ -11,7 +11,7 @@ from am.schedules import FlowMatchingSchedule
 from am.train import NonFiniteError, TrainConfig, Trainer
 
 
-def build(reward_scale=1.0, reward=None, seed=0, **train):
+def build(reward_scale=1.0, reward=None, seed=0, drop_quantile=None, **train):
     torch.manual_seed(seed)
     gt = make_problem("gmm1d_linear", FlowMatchingSchedule(), reward_scale)
     base = gt.velocity
@@ -24,7 +24,11 @@ def build(reward_scale=1.0, reward=None, seed=0, **train):
         reward_scale=reward_scale,
     )
     method = AdjointMatching(
-        AdjointMatchingConfig(num_steps=6, steps=StepSubset("paper", num_random=2, num_last=2)),
+        AdjointMatchingConfig(
+            num_steps=6,
+            steps=StepSubset("paper", num_random=2, num_last=2),
+            drop_quantile=drop_quantile,
+        ),
         prob,
     )
     cfg = TrainConfig(**{"iterations": 6, "batch_size": 16, "ema_decay": 0.9, **train})
@@ -35,21 +39,33 @@ def params(model):
     return torch.cat([p.detach().flatten() for p in model.net.parameters()])
 
 
-def test_resume_equals_uninterrupted(tmp_path):
-    model, method, cfg = build(lr_schedule="cosine")
+@pytest.mark.parametrize("drop_quantile", [None, 0.8])
+def test_resume_equals_uninterrupted(tmp_path, drop_quantile):
+    """Also with the authors' loss dropping, whose running threshold is in the checkpoint."""
+    model, method, cfg = build(lr_schedule="cosine", drop_quantile=drop_quantile)
     straight = Trainer(method, model, cfg, tmp_path / "a")
     straight.fit(progress=False)
 
     # interrupted after 3 iterations (checkpoint every iteration), then a fresh process resumes
-    m2, method2, cfg2 = build(seed=0, lr_schedule="cosine", checkpoint_every=1)
+    m2, method2, cfg2 = build(
+        seed=0, lr_schedule="cosine", checkpoint_every=1, drop_quantile=drop_quantile
+    )
     Trainer(method2, m2, cfg2, tmp_path / "b").fit(progress=False, until=3)
     # a kill after iteration 4 was logged but before its checkpoint: the resume drops that line
     with open(tmp_path / "b" / "metrics.jsonl", "a") as f:
         f.write('{"iteration": 4, "loss": 0.0}\n')
     torch.manual_seed(999)  # the resumed process starts from a different global RNG state
-    m3, method3, _ = build(seed=7, lr_schedule="cosine", checkpoint_every=1)
+    m3, method3, _ = build(
+        seed=7, lr_schedule="cosine", checkpoint_every=1, drop_quantile=drop_quantile
+    )
     tr = Trainer(method3, m3, cfg2, tmp_path / "b")
     tr.fit(progress=False)
+    assert method3.state_dict() == method.state_dict()
+    if drop_quantile is not None:
+        assert method.drop.updates == 6
+        assert any(
+            r["dropped_fraction"] > 0 for r in map(eval, open(tmp_path / "a" / "metrics.jsonl"))
+        )
     assert tr.iteration == 6
     torch.testing.assert_close(params(m3), params(model), rtol=0, atol=0)
     for e_resumed, e_straight in zip(tr.ema, straight.ema, strict=True):

@@ -25,7 +25,7 @@ from am.adjoint import full_adjoint, lean_adjoint, terminal_adjoint
 from am.conditions import Condition, bind_velocity, take
 from am.control_variate import AntitheticCorrections
 from am.diffusion import make_diffusion
-from am.loss import WEIGHTINGS, StepSubset, adjoint_matching_loss
+from am.loss import WEIGHTINGS, QuantileDrop, StepSubset, adjoint_matching_loss
 from am.methods.base import FineTuningProblem, LossOutput, Method, model_dtype_device
 from am.models.guidance import GuidedVelocity
 from am.sde import control_coefficient, make_stepper, simulate, warped_grid
@@ -50,7 +50,11 @@ class AdjointMatchingConfig:
     code does (``w = 7.5`` there): the lean adjoint and the regression stay unguided and
     conditional; ``1`` = no guidance, the setting the paper's theory covers. With ``w != 1`` the
     rollouts do not follow the model being regressed, so the fixed point is no longer the
-    tilt of ``p_base``; needs a conditional problem with a ``null_condition``."""
+    tilt of ``p_base``; needs a conditional problem with a ``null_condition``.
+    ``drop_quantile``: drop the loss terms above a running quantile of the batch's residual
+    norms, as the authors' Stable Diffusion code does (0.9 there; ``None`` = off, the paper);
+    ``drop_ema_decay``: that running average's decay (:class:`am.loss.QuantileDrop`). Dropping
+    moves the fixed point (the largest residuals are the tilt's rare, high-reward paths)."""
 
     num_steps: int = 40
     stepper: str = "euler_maruyama"
@@ -62,6 +66,8 @@ class AdjointMatchingConfig:
     control_variate: str = "none"
     grid_warp: float = 0.0
     rollout_guidance: float = 1.0
+    drop_quantile: float | None = None
+    drop_ema_decay: float = 0.9
 
     def __post_init__(self):
         if (
@@ -109,6 +115,8 @@ class AdjointMatchingConfig:
             raise ValueError(
                 f"rollout_guidance must be a number >= 0, got {self.rollout_guidance!r}"
             )
+        if self.drop_quantile is not None:
+            QuantileDrop(self.drop_quantile, self.drop_ema_decay)  # its own checks, one place
         if not isinstance(self.steps, StepSubset):
             raise ValueError(f"steps must be a StepSubset, got {type(self.steps).__name__}")
 
@@ -179,6 +187,22 @@ class AdjointMatching(Method):
                 "rollout_guidance needs a conditional problem with a null_condition "
                 "(the 'no condition' of classifier-free guidance, e.g. torch.tensor([num_classes]))"
             )
+        self.drop = (
+            None
+            if config.drop_quantile is None
+            else QuantileDrop(config.drop_quantile, config.drop_ema_decay)
+        )
+
+    def end_step(self, parallel) -> None:
+        if self.drop is not None:
+            self.drop.commit(parallel)
+
+    def state_dict(self) -> dict:
+        return {} if self.drop is None else {"drop": self.drop.state_dict()}
+
+    def load_state_dict(self, state: dict) -> None:
+        if self.drop is not None and "drop" in state:
+            self.drop.load_state_dict(state["drop"])
 
     def loss(self, model: nn.Module, *, batch_size: int, generator: torch.Generator) -> LossOutput:
         return self.regress(model, self.collect(model, batch_size=batch_size, generator=generator))
@@ -273,12 +297,13 @@ class AdjointMatching(Method):
         control = control_coefficient(sv, sigma) * (v_ft - stored.base_velocity)
         clip = None if cfg.clip_multiplier is None else cfg.clip_multiplier * prob.reward_scale**2
         out = adjoint_matching_loss(
-            control, target=stored.target, weights=stored.weights, clip=clip
+            control, target=stored.target, weights=stored.weights, clip=clip, drop=self.drop
         )
         metrics = {
             "loss": float(out.loss.detach()),
             "reward": float(stored.rewards.mean()),
             "clipped_fraction": out.clipped_fraction,
+            **({} if self.drop is None else {"dropped_fraction": out.dropped_fraction}),
             "control_norm": float(control.detach().flatten(2).norm(dim=-1).mean()),
         }
         return LossOutput(loss=out.loss, metrics=metrics)

@@ -147,3 +147,17 @@ class Method(ABC):
     @abstractmethod
     def loss(self, model: nn.Module, *, batch_size: int, generator: torch.Generator) -> LossOutput:
         """One batch of rollouts of ``model`` turned into a loss."""
+
+    # A method with state across iterations (e.g. a running threshold) overrides these three;
+    # the trainer calls end_step once per optimizer step on every process and keeps the state
+    # in its checkpoints.
+    def end_step(self, parallel) -> None:
+        """After every micro-batch of an optimizer step (``parallel``: am.distributed)."""
+        return None
+
+    def state_dict(self) -> dict:
+        return {}
+
+    def load_state_dict(self, state: dict) -> None:
+        """Restore :meth:`state_dict`'s output."""
+        return None

@@ -161,6 +161,8 @@ def test_shipped_configs_parse(name, tmp_path, monkeypatch):
         (tmp_path / data["prompts"][key]).write_text("a prompt\n")
     cfg = parse_t2i_config(data)
     assert cfg.method == "adjoint_matching" and cfg.reward.terms == {"imagereward": 1.0}
+    # the authors drop high-loss terms; the paper's protocol does not
+    assert cfg.method_config.drop_quantile == (0.9 if name == "sd15_authors.yaml" else None)
     (tmp_path / data["prompts"]["eval"]).unlink()
     with pytest.raises(ConfigError, match="prompts.eval"):
         parse_t2i_config(data)
