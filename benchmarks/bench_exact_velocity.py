@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import argparse
 import copy
+import math
 import platform
 import sys
 from pathlib import Path
@@ -36,6 +37,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))  # workflow.scripts.grid
 
 from am.problems.gaussian_mixture import GaussianMixtureVelocity  # noqa: E402
+from am.schedules import ScheduleValues  # noqa: E402
 from amcli.config import parse_run_config  # noqa: E402
 from amcli.run import build_run  # noqa: E402
 from workflow.scripts.grid import run_configs  # noqa: E402
@@ -47,8 +49,14 @@ class EinsumVelocity(GaussianMixtureVelocity):
     """The earlier form: one ``einsum`` per rotation (same mathematics, same buffers)."""
 
     def _components(self, x, t):
-        logits, _, d, sv = super()._components(x, t)
-        z = torch.einsum("bd,nde->bne", x, self.eigvecs.to(x)) - sv.alpha * self.means_rot.to(x)
+        sv = self.schedule(t)
+        fields = (sv.t, sv.alpha, sv.beta, sv.d_alpha, sv.d_beta)
+        sv = ScheduleValues(*(v.reshape(-1, 1, 1) for v in fields))
+        U, lam = self.eigvecs.to(x), self.eigvals.to(x)
+        d = sv.alpha**2 * lam + sv.beta**2
+        z = torch.einsum("bd,nde->bne", x, U) - sv.alpha * self.means_rot.to(x)
+        log_norm = -0.5 * ((z**2 / d).sum(-1) + torch.log(d).sum(-1))
+        logits = self.log_weights.to(x) + log_norm - 0.5 * self.dim * math.log(2 * math.pi)
         return logits, z, d, sv
 
     def _rotate_back(self, w, coef):
