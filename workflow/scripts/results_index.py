@@ -60,9 +60,13 @@ def describe(name: str) -> str:
 
 
 def index(folder: Path, config: str, from_git: bool) -> str:
+    if from_git:  # what is committed, not what a run left beside it
+        listed = [folder / p for p in _git("-C", str(folder), "ls-files").splitlines()]
+    else:
+        listed = list(folder.rglob("*"))
     files = sorted(
         p.relative_to(folder).as_posix()
-        for p in folder.rglob("*")
+        for p in listed
         if p.is_file() and p.suffix in SUFFIXES and "logs" not in p.parts and p.name != "README.md"
     )
     revision = head_revision()
