@@ -39,8 +39,10 @@ class TrainConfig:
     """``iterations``, ``batch_size``; AdamW ``lr, betas, weight_decay``; ``lr_schedule``
     (``constant`` or ``cosine`` decay to 0 over ``iterations``); ``grad_clip`` (global
     norm, ``None`` = off); ``ema_decay`` (``None`` = no EMA; warmed up,
-    :meth:`Trainer.ema_decay_at`); ``checkpoint_every`` iterations (0 = only at the end);
-    ``log_every``; ``seed``. ``updates_per_rollout``: optimiser steps per batch of
+    :meth:`Trainer.ema_decay_at`); ``checkpoint_every`` iterations (0 = only at the end) and
+    ``checkpoint_minutes`` of wall-clock time (``None`` = off; either one triggers a checkpoint:
+    on hours-long runs a crash then costs minutes, whatever an iteration takes); ``log_every``;
+    ``seed``. ``updates_per_rollout``: optimiser steps per batch of
     ``batch_size`` rollouts (1: a fresh batch every step; more: :mod:`am.reuse`), each on
     ``minibatch`` stored rollouts (default ``batch_size``); ``updates_per_rollout * minibatch``
     must be a multiple of ``batch_size`` (each rollout is then served that many times over).
@@ -58,6 +60,7 @@ class TrainConfig:
     grad_clip: float | None = None
     ema_decay: float | None = None
     checkpoint_every: int = 0
+    checkpoint_minutes: float | None = None
     log_every: int = 1
     seed: int = 0
     updates_per_rollout: int = 1
@@ -76,6 +79,11 @@ class TrainConfig:
             raise ValueError(f"train.batch_size must be >= 1, got {self.batch_size}")
         if self.checkpoint_every < 0 or self.log_every < 1:
             raise ValueError("train.checkpoint_every must be >= 0 and train.log_every >= 1")
+        minutes = self.checkpoint_minutes
+        if minutes is not None and not (
+            isinstance(minutes, (int, float)) and not isinstance(minutes, bool) and minutes > 0
+        ):
+            raise ValueError(f"train.checkpoint_minutes must be > 0 or null, got {minutes!r}")
         if not (isinstance(self.lr, (int, float)) and math.isfinite(self.lr) and self.lr > 0):
             raise ValueError(f"train.lr must be a positive number, got {self.lr!r}")
         if self.lr_schedule not in ("constant", "cosine"):
@@ -116,6 +124,12 @@ class TrainConfig:
             )
         if self.ema_decay is not None and not 0 < self.ema_decay < 1:
             raise ValueError(f"train.ema_decay must be in (0, 1) or null, got {self.ema_decay!r}")
+
+
+# Train settings a resumed run may change: resume is exact from any checkpoint, so when and how
+# often it checkpoints or logs does not change the weights, and ``iterations`` extends the budget
+# (under ``lr_schedule: cosine`` the remaining steps then follow the longer schedule).
+RESUMABLE_CHANGES = ("iterations", "checkpoint_every", "checkpoint_minutes", "log_every")
 
 
 def load_weights(model: nn.Module, path: str | Path, *, ema: bool = True) -> nn.Module:
@@ -228,6 +242,7 @@ class Trainer:
                 seed=config.seed,
             )
         self._fingerprint = None  # of the frozen parameters; computed at the first save
+        self._bar = None  # fit's progress bar, advanced per micro-batch
         self.run_dir = Path(run_dir) if run_dir is not None else None
         if self.run_dir is not None:
             self.run_dir.mkdir(parents=True, exist_ok=True)
@@ -274,13 +289,22 @@ class Trainer:
             f"{part}.{k}"
             for part in mine
             for k in mine[part]
-            if theirs[part] is None
-            or _plain(theirs[part].get(k, defaults[part].get(k, MISSING))) != _plain(mine[part][k])
+            if not (part == "train" and k in RESUMABLE_CHANGES)
+            and (
+                theirs[part] is None
+                or _plain(theirs[part].get(k, defaults[part].get(k, MISSING)))
+                != _plain(mine[part][k])
+            )
         ]
         if diff:
             raise ValueError(
                 f"checkpoint {path} was written under a different config ({', '.join(diff)}); "
                 "resume with the same config or start in a new run directory"
+            )
+        if int(state["iteration"]) > self.config.iterations:
+            raise ValueError(
+                f"checkpoint {path} is at iteration {int(state['iteration'])}, past "
+                f"train.iterations = {self.config.iterations}; a budget can be extended, not cut"
             )
         load_trained_state(
             self.model, state["model"], source=f"checkpoint {path}", fingerprint=state.get("frozen")
@@ -400,6 +424,8 @@ class Trainer:
                 (out.loss / per).backward()
             for k, v in out.metrics.items():
                 totals[k] = totals.get(k, 0.0) + float(v) / per
+            if self._bar is not None:
+                self._bar.update(1)
         if par.world_size > 1:
             names = sorted(totals)
             flags = torch.tensor([float(not finite), *(totals[k] for k in names)], device=device)
@@ -441,21 +467,42 @@ class Trainer:
         self._truncate_log()
         stop = cfg.iterations if until is None else min(until, cfg.iterations)
         history = []
-        bar = tqdm(
-            total=cfg.iterations, initial=self.iteration, disable=not progress, desc="fine-tune"
-        )
-        while self.iteration < stop:
-            rec = self.step()
-            history.append(rec)
-            if self.iteration % cfg.log_every == 0 or self.iteration == stop:
-                self._log(rec)
-            if cfg.checkpoint_every and self.iteration % cfg.checkpoint_every == 0:
-                self.save_checkpoint()
-            bar.update(1)
-            bar.set_postfix(
-                loss=f"{rec.get('loss', float('nan')):.3g}",
-                reward=f"{rec.get('reward', float('nan')):.3g}",
-            )
-        bar.close()
+        # one tick per micro-batch of this process (an iteration of a large model is many
+        # minutes of micro-batches), so the bar and its ETA move within an iteration
+        ticks = cfg.micro_batches // self.parallel.world_size if self.reuse is None else 1
+        self._bar = tqdm(
+            total=cfg.iterations * ticks, initial=self.iteration * ticks, unit="micro-batch",
+            desc="fine-tune", disable=not progress or not self.parallel.is_main, mininterval=1.0,
+        )  # fmt: skip
+        last_save = time.monotonic()
+        try:
+            while self.iteration < stop:
+                rec = self.step()
+                history.append(rec)
+                if self.iteration % cfg.log_every == 0 or self.iteration == stop:
+                    self._log(rec)
+                if self.reuse is not None:
+                    self._bar.update(1)
+                self._bar.set_postfix_str(
+                    f"iteration {self.iteration}/{cfg.iterations}, "
+                    f"loss {rec.get('loss', float('nan')):.3g}, "
+                    f"reward {rec.get('reward', float('nan')):.3g}"
+                )
+                due = bool(cfg.checkpoint_every) and self.iteration % cfg.checkpoint_every == 0
+                if due or self._minutes_since(last_save) >= (cfg.checkpoint_minutes or math.inf):
+                    self.save_checkpoint()
+                    last_save = time.monotonic()
+        finally:
+            self._bar.close()
+            self._bar = None
         self.save_checkpoint()
         return history
+
+    def _minutes_since(self, start: float) -> float:
+        """Minutes since ``start`` by rank 0's clock: every process must decide alike, since a
+        checkpoint is a collective (:meth:`save_checkpoint` waits for all)."""
+        if self.config.checkpoint_minutes is None:
+            return 0.0
+        elapsed = torch.tensor([(time.monotonic() - start) / 60], device=self.params[0].device)
+        self.parallel.broadcast_([elapsed])
+        return float(elapsed)
