@@ -213,7 +213,7 @@ class ImageRewardScorer(ImageScorer):
         self.head = nn.Sequential(*layers)
         self.tokenizer = tokenizer
         self.preprocess = Preprocess(
-            size=vision_config.image_size, mean=OPENAI_CLIP_MEAN, std=OPENAI_CLIP_STD, crop=True
+            size=vision_config.image_size, mean=OPENAI_CLIP_MEAN, std=OPENAI_CLIP_STD
         )
         self.freeze()
 

@@ -1,12 +1,20 @@
 """Torch preprocessing for image scorers: differentiable, batched, on the images' device.
 
-The reference processors (``CLIPImageProcessor``, open_clip's transforms, DreamSim's) resize a
-PIL image with bicubic filtering, centre-crop, scale to [0, 1] and normalise. Here the same
-steps run on a float tensor, so the gradient reaches the images: ``F.interpolate`` with
-``mode="bicubic", antialias=True`` (torch's antialiased bicubic follows PIL's filter), the crop
-by slicing, and the normalisation by broadcasting. The difference from the PIL pipelines on
-real photographs is measured in ``benchmarks/bench_image_metrics.py`` and stated in
-``docs/image_metrics.md``: PIL rounds the resized image to 8 bits, torch does not.
+Each scorer's reference fits an image of any aspect ratio into the model's square input in one
+of three ways (:data:`FITS`):
+
+* ``"crop"``: shorter side to ``size``, centre crop (``CLIPImageProcessor`` for PickScore and
+  ClipScore, OpenAI CLIP's and BLIP's torchvision transforms for ImageReward and the aesthetic
+  predictor); these resize a PIL image, so the resized image is rounded to 8 bits there.
+* ``"pad"``: longer side to ``size``, zero padding to a square (hpsv2's ``ResizeMaxSize``,
+  which HPS v2 / v2.1 scoring uses); hpsv2 resizes the float tensor, so this one is exact.
+* ``"stretch"``: straight to ``size x size`` (DreamSim).
+
+Here every step runs on a float tensor, so the gradient reaches the images: ``F.interpolate``
+with ``mode="bicubic", antialias=True`` (torch's antialiased bicubic follows PIL's filter, and
+is what torchvision's tensor resize calls), the crop by slicing, the pad with ``F.pad``, the
+normalisation by broadcasting. The difference from the PIL pipelines on real photographs is
+stated in ``docs/image_metrics.md``: PIL rounds the resized image to 8 bits, torch does not.
 """
 
 from __future__ import annotations
@@ -25,7 +33,9 @@ __all__ = [
     "IMAGENET_STD",
     "Preprocess",
     "resize",
+    "FITS",
     "resize_shorter",
+    "letterbox",
     "center_crop",
     "normalize",
 ]
@@ -56,7 +66,26 @@ def resize(images: Tensor, size: tuple[int, int], mode: str = "bicubic") -> Tens
     return F.interpolate(images, size=size, mode=mode, antialias=True, align_corners=False)
 
 
+def letterbox(images: Tensor, size: int, fill: float = 0.0) -> Tensor:
+    """hpsv2's ``ResizeMaxSize(size)`` on ``images [B, C, H, W]`` -> ``[B, C, size, size]``:
+    scale ``size / max(H, W)``, each side ``round(side * scale)`` (Python's half-to-even, as
+    there), bicubic, then pad with ``fill`` (``pad // 2`` before, the rest after). As there, an
+    image whose longer side is already ``size`` is returned unpadded; a non-square one is
+    refused, since the model could not take it."""
+    h, w = images.shape[-2:]
+    scale = size / float(max(h, w))
+    if scale == 1.0:
+        if h != w:
+            raise ValueError(f"cannot letterbox {h}x{w} to {size}: hpsv2 leaves it unpadded")
+        return images
+    new_h, new_w = round(h * scale), round(w * scale)
+    x = F.interpolate(images, size=(new_h, new_w), mode="bicubic", antialias=True)
+    pad_h, pad_w = size - new_h, size - new_w
+    return F.pad(x, (pad_w - pad_w // 2, pad_w // 2, pad_h - pad_h // 2, pad_h // 2), value=fill)
+
+
 CROP_OFFSETS = ("round", "floor")
+FITS = ("crop", "pad", "stretch")
 
 
 def center_crop(images: Tensor, size: int, offset: str = "round") -> Tensor:
@@ -88,26 +117,33 @@ def normalize(images: Tensor, mean: Sequence[float], std: Sequence[float]) -> Te
 
 @dataclass(frozen=True)
 class Preprocess:
-    """One model's image pipeline: resize, optional centre crop, normalise.
+    """One model's image pipeline: fit to ``size x size`` (``fit``, see :data:`FITS` and the
+    module docstring), then normalise with ``mean`` / ``std``.
 
-    ``crop=True`` (CLIP, PickScore, HPS, aesthetic, ImageReward): resize the shorter side to
-    ``size`` then crop ``size x size``. ``crop=False`` (DreamSim): resize to ``size x size``
-    directly. ``clamp=True`` clips to [0, 1] first, as converting to an 8-bit image would.
-    ``crop_offset``: see :func:`center_crop` ("floor" for transformers' processors).
+    ``fit="crop"``: shorter side to ``size``, crop with ``crop_offset`` (:func:`center_crop`:
+    "floor" for transformers' processors, "round" for torchvision's). ``fit="pad"``:
+    :func:`letterbox` with black (0 before normalisation). ``fit="stretch"``: resize to
+    ``size x size``. ``clamp=True`` clips to [0, 1] first, as converting to an 8-bit image would.
     """
 
     size: int = 224
     mean: tuple[float, float, float] = OPENAI_CLIP_MEAN
     std: tuple[float, float, float] = OPENAI_CLIP_STD
-    crop: bool = True
+    fit: str = "crop"
     clamp: bool = True
     crop_offset: str = "round"
+
+    def __post_init__(self):
+        if self.fit not in FITS:
+            raise ValueError(f"fit must be one of {FITS}, got {self.fit!r}")
 
     def __call__(self, images: Tensor) -> Tensor:
         """``images [B, 3, H, W]`` in [0, 1] -> model input ``[B, 3, size, size]``."""
         x = images.clamp(0, 1) if self.clamp else images
-        if self.crop:
+        if self.fit == "crop":
             x = center_crop(resize_shorter(x, self.size), self.size, self.crop_offset)
+        elif self.fit == "pad":
+            x = letterbox(x, self.size)
         else:
             x = resize(x, (self.size, self.size))
         return normalize(x, self.mean, self.std)

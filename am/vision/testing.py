@@ -19,6 +19,8 @@ __all__ = [
     "tiny_clip_dir",
     "tiny_open_clip",
     "real_photos",
+    "photos_at",
+    "TEST_SIZES",
     "write_tiny_weights",
 ]
 
@@ -93,6 +95,22 @@ def real_photos() -> torch.Tensor:
 
     images = torch.as_tensor(np.array(load_sample_images().images)).permute(0, 3, 1, 2)
     return images.to(torch.float32) / 255
+
+
+# (H, W): square, landscape, portrait and a 9:16 portrait, the sizes the preprocessing tests use
+TEST_SIZES = ((512, 512), (427, 640), (640, 427), (1024, 576))
+
+
+def photos_at(height: int, width: int) -> torch.Tensor:
+    """:func:`real_photos` resized with PIL (Lanczos) to ``height x width``, as 8-bit images
+    ``[2, 3, height, width]`` (uint8): real-looking inputs of any size and aspect ratio."""
+    from PIL import Image
+
+    out = []
+    for im in (real_photos() * 255).round().to(torch.uint8):
+        pil = Image.fromarray(im.permute(1, 2, 0).numpy()).resize((width, height), Image.LANCZOS)
+        out.append(torch.from_numpy(np.asarray(pil).copy()).permute(2, 0, 1))
+    return torch.stack(out)
 
 
 def write_tiny_weights(directory: str | Path, *, seed: int = 3) -> Path:
