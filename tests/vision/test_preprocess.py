@@ -1,5 +1,7 @@
 """The torch preprocessing against the PIL-based reference processors on real photographs
-(scikit-learn's two sample photos, 427 x 640), and its exact pieces against hand computations.
+(scikit-learn's two sample photos, 427 x 640, and the same resized to every size of
+:data:`am.vision.testing.TEST_SIZES`), and its exact pieces against hand computations. HPS's
+letterbox is tested in ``test_hps.py``.
 
 Measured (the tolerances below): after resizing 427 x 640 to 224 x 335 and cropping, the torch
 pipeline differs from transformers' CLIP processor and from open_clip's eval transform by
@@ -22,6 +24,7 @@ from am.vision.preprocess import (
     normalize,
     resize_shorter,
 )
+from am.vision.testing import TEST_SIZES, photos_at
 
 STD = torch.tensor(OPENAI_CLIP_STD).view(1, 3, 1, 1)
 MEAN_TOL, MAX_TOL = 0.002, 0.05  # [0, 1] pixel units; measured 0.0011 and 0.035
@@ -105,4 +108,50 @@ def test_matches_dreamsim_resize_without_crop(photos):
     reference = torch.stack([t(im) for im in pil])
     ours = Preprocess(fit="stretch", mean=(0, 0, 0), std=(1, 1, 1))(x)
     diff = (ours - reference).abs()
+    assert diff.mean() < MEAN_TOL and diff.max() < MAX_TOL, (diff.mean(), diff.max())
+
+
+def _openai_transform(n_px):
+    """OpenAI CLIP's ``_transform`` (openai/CLIP ``clip/clip.py`` lines 79-86, d05afc4), which
+    ImageReward copies (THUDM/ImageReward ``ImageReward/ImageReward.py`` lines 30-37, c1392c6)
+    and Hessel's clipscore too (jmhessel/clipscore ``clipscore.py`` lines 88-95)."""
+    T = pytest.importorskip("torchvision.transforms")
+    bicubic = T.InterpolationMode.BICUBIC
+    return T.Compose(
+        [T.Resize(n_px, interpolation=bicubic), T.CenterCrop(n_px), T.ToTensor(),
+         T.Normalize(OPENAI_CLIP_MEAN, OPENAI_CLIP_STD)]
+    )  # fmt: skip
+
+
+def _dreamsim_transform(n_px):
+    """dreamsim's preprocessing (ssundaram21/dreamsim ``dreamsim/model.py`` lines 298-301,
+    db4d16c): resize to a square without crop, no normalisation (the model normalises)."""
+    T = pytest.importorskip("torchvision.transforms")
+    bicubic = T.InterpolationMode.BICUBIC
+    return T.Compose([T.Resize((n_px, n_px), interpolation=bicubic), T.ToTensor()])
+
+
+SIZES = pytest.mark.parametrize("size", TEST_SIZES, ids=lambda s: f"{s[0]}x{s[1]}")
+
+
+def _pil(u8):
+    from PIL import Image
+
+    return [Image.fromarray(im.permute(1, 2, 0).numpy()) for im in u8]
+
+
+@SIZES
+def test_each_scorer_preprocessing_equals_its_reference_at_real_sizes(size):
+    """PickScore and ClipScore (transformers' ``CLIPImageProcessor``), ImageReward and the
+    OpenAI-CLIP conventions (torchvision on PIL), DreamSim's own: square, landscape, portrait."""
+    transformers = pytest.importorskip("transformers")
+    pytest.importorskip("sklearn")
+    u8 = photos_at(*size)
+    x, pil = u8.float() / 255, _pil(u8)
+    processor = transformers.CLIPImageProcessor()(images=pil, return_tensors="pt").pixel_values
+    _close_in_pixels(Preprocess(crop_offset="floor")(x), processor)
+    _close_in_pixels(Preprocess()(x), torch.stack([_openai_transform(224)(im) for im in pil]))
+    stretched = Preprocess(fit="stretch", mean=(0, 0, 0), std=(1, 1, 1))(x)
+    reference = torch.stack([_dreamsim_transform(224)(im) for im in pil])
+    diff = (stretched - reference).abs()
     assert diff.mean() < MEAN_TOL and diff.max() < MAX_TOL, (diff.mean(), diff.max())
