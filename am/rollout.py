@@ -16,6 +16,10 @@ the fine-tuned and the base Gaussian transitions of each step,
 h sigma_k u_k`` and ``s_k^2 = sigma_k^2 h``, so ``C = sum_k h |u_k|^2 / 2`` with ``u_k = c_k (v_ft -
 v_base)``: the paper's Eq. 7 on the grid; the same formula is the exact path KL for the DDPM
 step. With ``-lambda r(X_K)`` it is the SOC objective the discrete adjoint method minimises.
+
+:func:`rollout_velocity` is the one place where a method's rollouts get their condition and,
+optionally, classifier-free guidance (the ``rollout_guidance`` of every method whose rollouts
+are samples).
 """
 
 from __future__ import annotations
@@ -26,11 +30,41 @@ import torch
 from torch import Tensor
 from torch.utils.checkpoint import checkpoint as _checkpoint
 
+from am.conditions import Condition, bind_velocity
 from am.diffusion import Diffusion
+from am.models.guidance import GuidedVelocity
 from am.schedules import Schedule
 from am.sde import EulerMaruyama, Stepper, Velocity, _check
 
-__all__ = ["Rollout", "differentiable_rollout", "transition_mean", "transition_kl"]
+__all__ = [
+    "Rollout",
+    "differentiable_rollout",
+    "rollout_velocity",
+    "GUIDANCE_NEEDS",
+    "transition_mean",
+    "transition_kl",
+]
+
+
+GUIDANCE_NEEDS = (
+    "rollout_guidance needs a conditional problem with a null_condition "
+    "(the 'no condition' of classifier-free guidance, e.g. torch.tensor([num_classes]))"
+)
+
+
+def rollout_velocity(
+    velocity: Velocity, cond: Condition, *, guidance: float = 1.0, null_condition: Condition = None
+) -> Velocity:
+    """``velocity`` as a rollout samples it: ``(x [N, *shape], t [N]) -> [N, *shape]`` with the
+    batch's ``cond`` bound (:func:`am.conditions.bind_velocity`) and, for ``guidance != 1``,
+    classifier-free guided, ``v(x, t, null) + w (v(x, t, c) - v(x, t, null))``
+    (:class:`am.models.GuidedVelocity`; ``null_condition``: the "no condition" as one row).
+    ``guidance = 1`` returns the bound velocity itself (no unconditional half is computed)."""
+    if guidance == 1:
+        return bind_velocity(velocity, cond)
+    if cond is None or null_condition is None:
+        raise ValueError(GUIDANCE_NEEDS)
+    return bind_velocity(GuidedVelocity(velocity, guidance, null_condition), cond)
 
 
 def transition_mean(stepper: Stepper, x: Tensor, v: Tensor, *, sv, sv_next, sigma) -> Tensor:

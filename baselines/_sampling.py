@@ -1,15 +1,34 @@
-"""Helpers shared by the reward-maximising baselines (DRaFT, DRaFT-LV, ReFL, DPO)."""
+"""Helpers shared by the baselines whose rollouts are samples (DRaFT, DRaFT-LV, ReFL, DPO, GRPO).
+
+Their ``rollout_guidance`` is Adjoint Matching's switch: classifier-free guidance of the
+fine-tuned model in the rollouts, ``w = 1`` off. What is a rollout differs by method, and each
+file says which of its velocity evaluations are guided: every step of the sampling chain
+(:meth:`RolloutMethod.sampler`), with or without a graph, and nothing else.
+"""
 
 from __future__ import annotations
 
 import torch
 from torch import Tensor, nn
 
+from am.conditions import Condition
 from am.diffusion import Diffusion, make_diffusion
 from am.methods.base import FineTuningProblem, Method, check_number, model_dtype_device
-from am.sde import simulate, uniform_grid
+from am.rollout import GUIDANCE_NEEDS, rollout_velocity
+from am.sde import Velocity, simulate, uniform_grid
 
-__all__ = ["check_sampler_diffusion", "initial_noise", "rollout_without_grad", "RolloutMethod"]
+__all__ = [
+    "check_rollout_guidance",
+    "check_sampler_diffusion",
+    "initial_noise",
+    "rollout_without_grad",
+    "RolloutMethod",
+]
+
+
+def check_rollout_guidance(value) -> None:
+    """A classifier-free guidance weight: a number >= 0 (1 = no guidance)."""
+    check_number("rollout_guidance", value, minimum=0.0)
 
 
 def check_sampler_diffusion(value) -> None:
@@ -48,19 +67,36 @@ def rollout_without_grad(
 class RolloutMethod(Method):
     """A method whose loss starts from rollouts of the current model on a uniform
     ``config.num_steps`` grid with the diffusion :meth:`sampler_diffusion` gives (by default
-    ``config.diffusion``)."""
+    ``config.diffusion``), classifier-free guided at ``config.rollout_guidance``."""
 
     def __init__(self, config, problem: FineTuningProblem):
         super().__init__(config, problem)
         self.diffusion = self.sampler_diffusion()
+        if config.rollout_guidance != 1 and (
+            problem.conditions is None or problem.null_condition is None
+        ):  # at construction, before any compute
+            raise ValueError(GUIDANCE_NEEDS)
 
     def sampler_diffusion(self) -> Diffusion:
         return make_diffusion(self.config.diffusion, self.problem.schedule)
 
-    def rollout(self, model: nn.Module, batch_size: int, generator: torch.Generator):
-        """A :class:`am.sde.Trajectory` of ``model`` (no graph)."""
+    def sampler(self, velocity: Velocity, cond: Condition) -> Velocity:
+        """``velocity`` (the fine-tuned model or the base, unbound) as this method's sampler
+        evaluates it: ``(x, t)`` with the batch's ``cond`` bound, guided at
+        ``config.rollout_guidance`` (:func:`am.rollout.rollout_velocity`)."""
+        return rollout_velocity(
+            velocity,
+            cond,
+            guidance=self.config.rollout_guidance,
+            null_condition=self.problem.null_condition,
+        )
+
+    def rollout(
+        self, model: nn.Module, cond: Condition, batch_size: int, generator: torch.Generator
+    ):
+        """A :class:`am.sde.Trajectory` of :meth:`sampler` ``(model, cond)`` (no graph)."""
         return rollout_without_grad(
-            model,
+            self.sampler(model, cond),
             self.problem,
             num_steps=self.config.num_steps,
             diffusion=self.diffusion,

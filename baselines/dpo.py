@@ -15,6 +15,9 @@ part of DPO's KL coefficient: larger stays closer to the base. The preferences a
 reward decides), so ``lambda`` does not enter the loss: DPO optimises a ranking, not the tilt
 ``p_base exp(lambda r)``. Default ``beta = 1``: Diffusion-DPO's 2000-5000 are tied to per-pixel
 errors of Stable Diffusion latents and do not carry over to these problems (our choice).
+``rollout_guidance = w`` guides the online samples only (``v_null + w (v_cond - v_null)``); the
+denoising errors stay those of the conditional model and base, as in Diffusion-DPO's loss
+(SalesforceAIResearch/DiffusionDPO, ``train.py``: one conditional UNet call per noisy latent).
 """
 
 from __future__ import annotations
@@ -25,8 +28,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from am.methods.base import LossOutput, check_int, check_number
-from baselines._sampling import RolloutMethod, check_sampler_diffusion
+from am.methods.base import Conditioned, LossOutput, check_int, check_number
+from baselines._sampling import RolloutMethod, check_rollout_guidance, check_sampler_diffusion
 
 __all__ = ["DPOConfig", "OnlineDPO"]
 
@@ -35,12 +38,14 @@ __all__ = ["DPOConfig", "OnlineDPO"]
 class DPOConfig:
     """``num_steps``: sampling steps K of the online samples; ``beta``: DPO temperature (> 0);
     ``diffusion``: sampler diffusion (0 = ODE); ``t_max``: noise times ``t ~ U[0, t_max)`` (below
-    1, where the flow-matching target stays finite for every schedule)."""
+    1, where the flow-matching target stays finite for every schedule); ``rollout_guidance``:
+    classifier-free guidance weight of the online samples (1 = off)."""
 
     num_steps: int = 40
     beta: float = 1.0
     diffusion: str | float = 0.0
     t_max: float = 0.99
+    rollout_guidance: float = 1.0
 
     def __post_init__(self):
         check_int("num_steps", self.num_steps)
@@ -49,6 +54,7 @@ class DPOConfig:
         check_number("t_max", self.t_max, minimum=0.0, strict=True)
         if not self.t_max <= 1:
             raise ValueError(f"t_max must be in (0, 1], got {self.t_max!r}")
+        check_rollout_guidance(self.rollout_guidance)
 
 
 class OnlineDPO(RolloutMethod):
@@ -72,14 +78,21 @@ class OnlineDPO(RolloutMethod):
         return e_theta, e_base
 
     def loss(self, model: nn.Module, *, batch_size: int, generator: torch.Generator) -> LossOutput:
-        cfg, prob = self.config, self.problem
         if batch_size < 2 or batch_size % 2:
             raise ValueError(f"dpo needs an even batch_size >= 2 (pairs), got {batch_size}")
         P = batch_size // 2
         # P conditions bound to 2P rows: rows i and P + i share one (a pair within a prompt).
-        c = prob.condition(model, batch_size=P, generator=generator)
-        traj = self.rollout(c.model, batch_size, generator)
-        x = traj.final
+        c = self.problem.condition(model, batch_size=P, generator=generator)
+        x = self.rollout(model, c.cond, batch_size, generator).final
+        return self.preference_loss(c, x, generator=generator)
+
+    def preference_loss(
+        self, c: Conditioned, x: Tensor, *, generator: torch.Generator
+    ) -> LossOutput:
+        """The DPO loss of samples ``x [2P, *shape]`` (rows ``i`` and ``P + i`` a pair) with
+        their condition bound in ``c`` (unguided model and base): the part of :meth:`loss`
+        after the rollout."""
+        cfg, P = self.config, x.shape[0] // 2
         rewards = c.reward(x)
         a, b = x[:P], x[P:]
         a_wins = (rewards[:P] >= rewards[P:]).reshape(-1, *([1] * (x.dim() - 1)))

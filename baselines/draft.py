@@ -8,7 +8,10 @@ without a graph). ``grad_steps = 1`` is DRaFT-1, ``grad_steps = num_steps`` full
 term: DRaFT is a reward maximiser, so it overshoots the tilt ``p_base exp(lambda r)`` and loses
 diversity; ``lambda`` only rescales the gradient (and Adam undoes most of that). The papers sample
 with DDIM eta = 0 (the ODE; ``diffusion = 0``) and 50 (DRaFT) or 40 (Adjoint Matching) steps;
-DRaFT uses LoRA and gradient checkpointing on images.
+DRaFT uses LoRA and gradient checkpointing on images. ``rollout_guidance = w`` samples with
+classifier-free guidance, as text-to-image samplers do: every step of the chain, the
+differentiable last ``grad_steps`` included, uses ``v_null + w (v_cond - v_null)`` of the
+fine-tuned model, so the reward gradient flows through both halves.
 """
 
 from __future__ import annotations
@@ -21,7 +24,12 @@ from torch import nn
 from am.methods.base import LossOutput, check_int
 from am.rollout import differentiable_rollout
 from am.sde import uniform_grid
-from baselines._sampling import RolloutMethod, check_sampler_diffusion, initial_noise
+from baselines._sampling import (
+    RolloutMethod,
+    check_rollout_guidance,
+    check_sampler_diffusion,
+    initial_noise,
+)
 
 __all__ = ["DRaFTConfig", "DRaFT"]
 
@@ -30,12 +38,14 @@ __all__ = ["DRaFTConfig", "DRaFT"]
 class DRaFTConfig:
     """``num_steps``: sampling steps K; ``grad_steps``: how many last steps carry gradient (1 to
     K); ``diffusion``: sampler diffusion (0 = ODE, the papers' choice); ``checkpoint``: gradient
-    checkpointing per differentiable step."""
+    checkpointing per differentiable step; ``rollout_guidance``: classifier-free guidance weight
+    of the sampling chain (1 = off; needs a problem with a ``null_condition``)."""
 
     num_steps: int = 40
     grad_steps: int = 1
     diffusion: str | float = 0.0
     checkpoint: bool = False
+    rollout_guidance: float = 1.0
 
     def __post_init__(self):
         check_int("num_steps", self.num_steps)
@@ -47,6 +57,7 @@ class DRaFTConfig:
         check_sampler_diffusion(self.diffusion)
         if not isinstance(self.checkpoint, bool):
             raise ValueError(f"checkpoint must be true or false, got {self.checkpoint!r}")
+        check_rollout_guidance(self.rollout_guidance)
 
 
 class DRaFT(RolloutMethod):
@@ -61,7 +72,7 @@ class DRaFT(RolloutMethod):
         c = prob.condition(model, batch_size=batch_size, generator=generator)
         x0 = initial_noise(model, prob, batch_size, generator)
         roll = differentiable_rollout(
-            c.model,
+            self.sampler(model, c.cond),
             x0,
             schedule=prob.schedule,
             times=uniform_grid(cfg.num_steps, dtype=x0.dtype, device=x0.device),

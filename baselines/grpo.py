@@ -18,6 +18,13 @@ rollouts, so ``rho = 1`` where the gradient is taken and the clip never binds (F
 updates once per sample batch per timestep). With ``a = sqrt(2)``, ``beta_KL = 1 / lambda`` and
 raw rewards instead of normalised advantages, this would be a score-function estimator of the
 memoryless SOC objective; with group normalisation it is not, and the reward scale drops out.
+
+``rollout_guidance = w``: the policy is the guided sampler, as Flow-GRPO's with ``train.cfg =
+True`` (yifan123/flow_grpo, ``scripts/train_sd3.py``, ``compute_log_prob``, lines 180-195): the
+rollouts, the transition means of the log-likelihoods and of the KL (model and base alike) use
+``v_null + w (v_cond - v_null)``. Flow-GRPO detaches the unconditional half of the model's
+prediction (gradient through ``w v_cond`` only); here the gradient is that of the guided
+policy's log-likelihood, through both halves.
 """
 
 from __future__ import annotations
@@ -32,7 +39,7 @@ from am.diffusion import MemorylessDiffusion, ScaledDiffusion
 from am.methods.base import LossOutput, check_int, check_number
 from am.rollout import transition_kl, transition_mean
 from am.sde import EulerMaruyama
-from baselines._sampling import RolloutMethod
+from baselines._sampling import RolloutMethod, check_rollout_guidance
 
 __all__ = ["GRPOConfig", "FlowGRPO", "group_advantages"]
 
@@ -41,7 +48,8 @@ __all__ = ["GRPOConfig", "FlowGRPO", "group_advantages"]
 class GRPOConfig:
     """``num_steps``: rollout steps; ``noise_level``: ``a`` in ``sigma = a sqrt(eta)``;
     ``group_size``: rollouts per group (the batch size must be a multiple); ``clip_range``: PPO
-    ``eps``; ``kl_coeff``: ``beta_KL``; ``adv_clip``: advantage clip."""
+    ``eps``; ``kl_coeff``: ``beta_KL``; ``adv_clip``: advantage clip; ``rollout_guidance``:
+    classifier-free guidance weight of the policy (1 = off)."""
 
     num_steps: int = 10
     noise_level: float = 0.7
@@ -49,6 +57,7 @@ class GRPOConfig:
     clip_range: float = 1e-4
     kl_coeff: float = 0.04
     adv_clip: float = 5.0
+    rollout_guidance: float = 1.0
 
     def __post_init__(self):
         check_int("num_steps", self.num_steps)
@@ -57,6 +66,7 @@ class GRPOConfig:
         check_number("clip_range", self.clip_range, minimum=0.0, strict=True)
         check_number("kl_coeff", self.kl_coeff, minimum=0.0)
         check_number("adv_clip", self.adv_clip, minimum=0.0, strict=True)
+        check_rollout_guidance(self.rollout_guidance)
 
 
 def group_advantages(rewards: torch.Tensor, group_size: int, clip: float) -> torch.Tensor:
@@ -89,7 +99,7 @@ class FlowGRPO(RolloutMethod):
             )
         # Each group of rollouts shares one condition (Flow-GRPO's prompt groups).
         c = prob.condition(model, batch_size=batch_size, generator=generator, group=cfg.group_size)
-        traj = self.rollout(c.model, batch_size, generator)
+        traj = self.rollout(model, c.cond, batch_size, generator)
         rewards = c.reward(traj.final)
         adv = group_advantages(rewards, cfg.group_size, cfg.adv_clip)
         K, B = traj.num_steps, batch_size
@@ -99,9 +109,11 @@ class FlowGRPO(RolloutMethod):
         sv_next = prob.schedule(traj.times[1:].repeat_interleave(B)).broadcast_to(x)
         sigma = traj.sigmas.repeat_interleave(B).reshape(sv.t.shape)
         kw = dict(sv=sv, sv_next=sv_next, sigma=sigma)
-        mean = transition_mean(self.stepper, x, c.model(x, t), **kw)
+        policy_v = self.sampler(model, c.cond)(x, t)  # rows: K copies of the batch
+        mean = transition_mean(self.stepper, x, policy_v, **kw)
         with torch.no_grad():
-            mean_base = transition_mean(self.stepper, x, c.base(x, t), **kw)
+            base_v = self.sampler(prob.base, c.cond)(x, t)
+            mean_base = transition_mean(self.stepper, x, base_v, **kw)
         scale = self.stepper.noise_scale(sv, sv_next, sigma)
         log_prob = -(x_next - mean).flatten(1).pow(2).sum(-1) / (2 * scale.flatten() ** 2)
         ratio = torch.exp(log_prob - log_prob.detach())  # the rollout policy is the current one

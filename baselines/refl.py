@@ -6,7 +6,10 @@ here the last ``1 - window_start`` fraction of the grid), predict the endpoint i
 ``x1_hat = E[X_1 | X_k]`` from the fine-tuned velocity (``am.sde.endpoint_from_velocity``), and
 minimise ``-lambda r(x1_hat)``. The paper adds a pre-training (denoising) loss as a regulariser;
 it is left out here (the base is exact and there is no data set), which makes ReFL a pure reward
-maximiser like DRaFT. Sampling with DDIM eta = 0 (the ODE, ``diffusion = 0``).
+maximiser like DRaFT. Sampling with DDIM eta = 0 (the ODE, ``diffusion = 0``). ``rollout_guidance = w``: the
+rollout and the one-step prediction (the sampler's own endpoint estimate at step ``k``) use the
+guided velocity ``v_null + w (v_cond - v_null)``; ImageReward's ReFL trains unguided
+(THUDM/ImageReward, ``ImageReward/ReFL.py``: one conditional UNet call per step).
 """
 
 from __future__ import annotations
@@ -18,7 +21,7 @@ from torch import nn
 
 from am.methods.base import LossOutput, check_int, check_number
 from am.sde import endpoint_from_velocity
-from baselines._sampling import RolloutMethod, check_sampler_diffusion
+from baselines._sampling import RolloutMethod, check_rollout_guidance, check_sampler_diffusion
 
 __all__ = ["ReFLConfig", "ReFL"]
 
@@ -27,11 +30,13 @@ __all__ = ["ReFLConfig", "ReFL"]
 class ReFLConfig:
     """``num_steps``: sampling steps K; ``window_start``: the stop step is uniform on
     ``[round(window_start K), K - 1]`` (default 0.75: the last 10 of 40 steps, as in ReFL);
-    ``diffusion``: sampler diffusion (0 = ODE)."""
+    ``diffusion``: sampler diffusion (0 = ODE); ``rollout_guidance``: classifier-free guidance
+    weight of the sampler (1 = off)."""
 
     num_steps: int = 40
     window_start: float = 0.75
     diffusion: str | float = 0.0
+    rollout_guidance: float = 1.0
 
     def __post_init__(self):
         check_int("num_steps", self.num_steps)
@@ -39,6 +44,7 @@ class ReFLConfig:
         if not self.window_start < 1:
             raise ValueError(f"window_start must be in [0, 1), got {self.window_start!r}")
         check_sampler_diffusion(self.diffusion)
+        check_rollout_guidance(self.rollout_guidance)
 
     def window(self) -> tuple[int, int]:
         """First and last admissible stop step (inclusive)."""
@@ -58,12 +64,13 @@ class ReFL(RolloutMethod):
     def loss(self, model: nn.Module, *, batch_size: int, generator: torch.Generator) -> LossOutput:
         cfg, prob = self.config, self.problem
         c = prob.condition(model, batch_size=batch_size, generator=generator)
-        traj = self.rollout(c.model, batch_size, generator)
+        sampler = self.sampler(model, c.cond)
+        traj = self.rollout(model, c.cond, batch_size, generator)
         first, last = cfg.window()
         k = int(torch.randint(first, last + 1, (1,), generator=generator))
         x, t = traj.states[k], traj.times[k]
         x1_hat = endpoint_from_velocity(
-            prob.schedule(t).broadcast_to(x), x, c.model(x, t.expand(batch_size))
+            prob.schedule(t).broadcast_to(x), x, sampler(x, t.expand(batch_size))
         )
         rewards = c.reward(x1_hat)
         loss = -prob.reward_scale * rewards.mean()
