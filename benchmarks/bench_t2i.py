@@ -63,7 +63,10 @@ class RandomPrompts:
 
 
 def build(arch: str, size: int, lora_rank: int, dtype: torch.dtype, device):
-    """(model, base, reward, schedule, sample_shape, conditions, null) for ``arch``."""
+    """(model, base, reward, schedule, sample_shape, conditions) for ``arch``, with the frozen
+    weights (denoiser, VAE) in ``dtype`` and the trainable ones (the LoRA, or the full copy) in
+    float32, the network running under autocast to ``dtype``: the library's mixed precision, as
+    ``python -m amcli.t2i`` with ``model.dtype`` sets it up (:func:`am.t2i.setup.text_to_image`)."""
     from diffusers import AutoencoderKL, SD3Transformer2DModel, UNet2DConditionModel
 
     from am.models import finetunable_copy
@@ -81,7 +84,7 @@ def build(arch: str, size: int, lora_rank: int, dtype: torch.dtype, device):
     lora = LoraSettings(rank=lora_rank, alpha=float(lora_rank)) if lora_rank else None
     tiny = {"tiny-sd15": tiny_sd15, "tiny-sd3": tiny_sd3, "tiny-flux": tiny_flux}
     if arch in tiny:
-        setup = text_to_image(tiny[arch]().to(device), [f"prompt {i}" for i in range(16)],
+        setup = text_to_image(tiny[arch]().to(device, dtype), [f"prompt {i}" for i in range(16)],
                               brightness, height=size, width=size, lora=lora)  # fmt: skip
         kw = setup.finetune_kwargs()
         model = kw["model"] or finetunable_copy(kw["base"])
@@ -90,22 +93,25 @@ def build(arch: str, size: int, lora_rank: int, dtype: torch.dtype, device):
     if arch == "sd15":
         net = UNet2DConditionModel(**SD15_UNET)
         vae = AutoencoderKL(**SD_VAE, latent_channels=4, scaling_factor=0.18215)
-        velocity = UNetVelocity(net, DiscreteVPSchedule(), "epsilon")
         conditions = RandomPrompts({"prompt_embeds": (77, 768)})
     else:
         net = SD3Transformer2DModel(**SD35M_TRANSFORMER)
         vae = AutoencoderKL(
             **SD_VAE, latent_channels=16, scaling_factor=1.5305, shift_factor=0.0609
         )
-        velocity = SD3Velocity(net, ShiftedFlowMatchingSchedule(3.0))
         conditions = RandomPrompts({"prompt_embeds": (333, 4096), "pooled_prompt_embeds": (2048,)})
+    # frozen weights in dtype before the adapter is built: it takes its compute dtype from them
     net, vae = net.to(device, dtype).eval(), vae.to(device, dtype).eval()
     net.requires_grad_(False)
+    if arch == "sd15":
+        velocity = UNetVelocity(net, DiscreteVPSchedule(), "epsilon")
+    else:
+        velocity = SD3Velocity(net, ShiftedFlowMatchingSchedule(3.0))
     if lora is not None:
         add_lora(net, lora)
         model, base = velocity, AdaptersDisabled(velocity, net)
     else:
-        base, model = velocity, finetunable_copy(velocity)
+        base, model = velocity, finetunable_copy(velocity)  # float32, autocast to dtype
     reward = DecodedReward(LatentDecoder(vae), brightness, [f"prompt {i}" for i in range(64)])
     latent = (vae.config.latent_channels, size // 8, size // 8)
     return model, base, reward, velocity.schedule, latent, conditions
@@ -192,7 +198,8 @@ def main() -> None:
     times = interleaved(fns, args.rounds)
     trainable = sum(p.numel() for p in params)
     print(
-        f"{args.arch}, {size} px, batch {args.batch}, K = {args.steps}, {args.dtype}, "
+        f"{args.arch}, {size} px, batch {args.batch}, K = {args.steps}, "
+        f"{args.dtype} frozen weights (trainable float32), "
         f"{'LoRA rank ' + str(args.lora_rank) if args.lora_rank else 'full'} "
         f"({trainable / 1e6:.2f}M trainable), checkpointing {args.checkpointing}, {device}, "
         f"torch {torch.__version__}; {args.rounds} rounds in {time.perf_counter() - t0:.0f} s"

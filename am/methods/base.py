@@ -42,11 +42,23 @@ def check_number(name: str, value, *, minimum: float | None = None, strict: bool
 
 
 def model_dtype_device(model: nn.Module) -> tuple[torch.dtype, torch.device]:
-    """dtype and device of the first parameter (float default / CPU for parameter-free models)."""
-    p = next(iter(model.parameters()), None)
-    if p is None:
+    """The dtype and device of the sampler state, the time grid and the adjoint for ``model``:
+    its most precise floating parameter dtype, never below float32, and the first parameter's
+    device (the default dtype and the CPU for a parameter-free model).
+
+    Why not the first parameter's dtype: with bfloat16/float16 frozen weights (mixed
+    precision), a LoRA model's first parameter is a frozen half-precision weight, and a state,
+    grid and adjoint in half precision round SD 1.5's timesteps by up to 3 and the reward's
+    gradient to 8 bits. Half precision is the network's compute dtype (the denoisers cast their
+    inputs and autocast, :mod:`am.t2i.denoisers`), never the state's."""
+    dtype, device = None, None
+    for p in model.parameters():
+        device = p.device if device is None else device
+        if p.is_floating_point():
+            dtype = p.dtype if dtype is None else torch.promote_types(dtype, p.dtype)
+    if device is None:
         return torch.get_default_dtype(), torch.device("cpu")
-    return p.dtype, p.device
+    return torch.promote_types(dtype or torch.float32, torch.float32), device
 
 
 @dataclass(frozen=True)

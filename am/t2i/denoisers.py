@@ -15,11 +15,21 @@ a dict of prompt tensors (:mod:`am.t2i.prompts`). The velocity is the one of the
   and unpacked here with the pipeline's own functions, so the state keeps its ``[C, h, w]``
   shape), with ``sigma`` as the timestep and, for guidance-distilled models (Flux-dev), the
   distilled guidance scale as an input.
+
+Mixed precision (the convention of diffusers' training scripts and accelerate): the network
+runs in its ``compute_dtype`` (default: its weights' dtype when the adapter is built; bfloat16
+or float16 switch on ``torch.autocast``), its inputs cast to its weights' dtype and its output
+cast back to the state's dtype, float32 (:func:`am.methods.base.model_dtype_device`); the
+timestep goes in as float32, as the pipelines pass it (the networks' sinusoidal embeddings
+compute in float32; in bfloat16 SD 1.5's timestep 999 would become 1000). A float32 trainable
+copy of bfloat16 weights (:func:`am.models.finetunable_copy`) keeps the base's compute dtype,
+so the fine-tuned model and the base run the same arithmetic.
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping
+from contextlib import nullcontext
 
 import torch
 from torch import Tensor, nn
@@ -28,6 +38,13 @@ from am.schedules import DiscreteVPSchedule
 from am.t2i.schedules import PREDICTION_TYPES, ShiftedFlowMatchingSchedule
 
 __all__ = ["UNetVelocity", "SD3Velocity", "FluxVelocity"]
+
+
+def _autocast(device: torch.device, dtype: torch.dtype):
+    """``torch.autocast`` to a half-precision compute dtype; nothing for float32/float64."""
+    if dtype in (torch.bfloat16, torch.float16):
+        return torch.autocast(device.type, dtype=dtype)
+    return nullcontext()
 
 
 def _require(cond: Mapping[str, Tensor] | None, keys: tuple[str, ...], who: str) -> None:
@@ -42,7 +59,13 @@ class UNetVelocity(nn.Module):
 
     latent_multiple = 1  # latent height and width must be multiples of this
 
-    def __init__(self, unet: nn.Module, schedule: DiscreteVPSchedule, prediction_type: str):
+    def __init__(
+        self,
+        unet: nn.Module,
+        schedule: DiscreteVPSchedule,
+        prediction_type: str,
+        compute_dtype: torch.dtype | None = None,
+    ):
         super().__init__()
         if prediction_type not in PREDICTION_TYPES:
             raise ValueError(
@@ -51,16 +74,18 @@ class UNetVelocity(nn.Module):
         if not isinstance(schedule, DiscreteVPSchedule):
             raise ValueError(f"UNetVelocity needs a DiscreteVPSchedule, got {schedule!r}")
         self.unet, self.schedule, self.prediction_type = unet, schedule, prediction_type
+        self.compute_dtype = compute_dtype or unet.dtype
 
     def forward(self, z: Tensor, t: Tensor, cond: Mapping[str, Tensor]) -> Tensor:
         _require(cond, ("prompt_embeds",), "UNetVelocity")
         t = t.expand(z.shape[0])
         sv = self.schedule(t.double()).broadcast_to(z)
-        # the network runs in its own dtype (bfloat16 weights); the state stays in z's dtype
-        dtype = self.unet.dtype
-        timestep = self.schedule.time_to_timestep(t.double()).to(dtype)
+        dtype = self.unet.dtype  # inputs in the weights' dtype, timestep in float32
+        timestep = self.schedule.time_to_timestep(t.double()).float()
         embeds = cond["prompt_embeds"].to(dtype)
-        out = self.unet(z.to(dtype), timestep, encoder_hidden_states=embeds).sample.to(z.dtype)
+        with _autocast(z.device, self.compute_dtype):
+            out = self.unet(z.to(dtype), timestep, encoder_hidden_states=embeds).sample
+        out = out.to(z.dtype)
         alpha, beta = sv.alpha.to(z.dtype), sv.beta.to(z.dtype)
         if self.prediction_type == "epsilon":
             eps = out
@@ -82,25 +107,29 @@ class SD3Velocity(nn.Module):
         transformer: nn.Module,
         schedule: ShiftedFlowMatchingSchedule,
         num_train_timesteps: int = 1000,
+        compute_dtype: torch.dtype | None = None,
     ):
         super().__init__()
         if not isinstance(schedule, ShiftedFlowMatchingSchedule):
             raise ValueError(f"SD3Velocity needs a ShiftedFlowMatchingSchedule, got {schedule!r}")
         self.transformer, self.schedule = transformer, schedule
         self.num_train_timesteps = num_train_timesteps
+        self.compute_dtype = compute_dtype or transformer.dtype
 
     def forward(self, z: Tensor, t: Tensor, cond: Mapping[str, Tensor]) -> Tensor:
         _require(cond, ("prompt_embeds", "pooled_prompt_embeds"), "SD3Velocity")
         t = t.expand(z.shape[0])
         sv = self.schedule(t.double())
-        dtype = self.transformer.dtype  # the network's own dtype; the state stays in z's
-        out = self.transformer(
-            hidden_states=z.to(dtype),
-            timestep=(self.num_train_timesteps * sv.beta).to(dtype),
-            encoder_hidden_states=cond["prompt_embeds"].to(dtype),
-            pooled_projections=cond["pooled_prompt_embeds"].to(dtype),
-            return_dict=False,
-        )[0].to(z.dtype)
+        dtype = self.transformer.dtype  # inputs in the weights' dtype, timestep in float32
+        with _autocast(z.device, self.compute_dtype):
+            out = self.transformer(
+                hidden_states=z.to(dtype),
+                timestep=(self.num_train_timesteps * sv.beta).float(),
+                encoder_hidden_states=cond["prompt_embeds"].to(dtype),
+                pooled_projections=cond["pooled_prompt_embeds"].to(dtype),
+                return_dict=False,
+            )[0]
+        out = out.to(z.dtype)
         return sv.broadcast_to(z).d_beta.to(z.dtype) * out
 
 
@@ -113,12 +142,17 @@ class FluxVelocity(nn.Module):
     latent_multiple = 2  # 2 x 2 packing
 
     def __init__(
-        self, transformer: nn.Module, schedule: ShiftedFlowMatchingSchedule, guidance: float = 3.5
+        self,
+        transformer: nn.Module,
+        schedule: ShiftedFlowMatchingSchedule,
+        guidance: float = 3.5,
+        compute_dtype: torch.dtype | None = None,
     ):
         super().__init__()
         if not isinstance(schedule, ShiftedFlowMatchingSchedule):
             raise ValueError(f"FluxVelocity needs a ShiftedFlowMatchingSchedule, got {schedule!r}")
         self.transformer, self.schedule, self.guidance = transformer, schedule, float(guidance)
+        self.compute_dtype = compute_dtype or transformer.dtype
 
     def forward(self, z: Tensor, t: Tensor, cond: Mapping[str, Tensor]) -> Tensor:
         from diffusers import FluxPipeline
@@ -131,17 +165,19 @@ class FluxVelocity(nn.Module):
         embeds = cond["prompt_embeds"].to(dtype)
         guidance = None
         if self.transformer.config.guidance_embeds:
-            guidance = torch.full((b,), self.guidance, device=z.device, dtype=dtype)
-        out = self.transformer(
-            hidden_states=FluxPipeline._pack_latents(z.to(dtype), b, c, h, w),
-            timestep=sv.beta.to(dtype),  # Flux takes sigma (it scales by 1000 itself)
-            guidance=guidance,
-            pooled_projections=cond["pooled_prompt_embeds"].to(dtype),
-            encoder_hidden_states=embeds,
-            txt_ids=torch.zeros(embeds.shape[1], 3, device=z.device, dtype=dtype),
-            img_ids=FluxPipeline._prepare_latent_image_ids(b, h // 2, w // 2, z.device, dtype),
-            return_dict=False,
-        )[0]
+            guidance = torch.full((b,), self.guidance, device=z.device, dtype=torch.float32)
+        with _autocast(z.device, self.compute_dtype):
+            out = self.transformer(
+                hidden_states=FluxPipeline._pack_latents(z.to(dtype), b, c, h, w),
+                # sigma in float32: Flux scales it by 1000 itself, after its own cast
+                timestep=sv.beta.float(),
+                guidance=guidance,
+                pooled_projections=cond["pooled_prompt_embeds"].to(dtype),
+                encoder_hidden_states=embeds,
+                txt_ids=torch.zeros(embeds.shape[1], 3, device=z.device, dtype=dtype),
+                img_ids=FluxPipeline._prepare_latent_image_ids(b, h // 2, w // 2, z.device, dtype),
+                return_dict=False,
+            )[0]
         # _unpack_latents takes pixel sizes and the VAE's factor: with factor 1 they are ours
         out = FluxPipeline._unpack_latents(out, h, w, 1).to(z.dtype)
         return sv.broadcast_to(z).d_beta.to(z.dtype) * out

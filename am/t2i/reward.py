@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
 
+import torch
 from torch import Tensor, nn
 
 __all__ = ["LatentDecoder", "DecodedReward"]
@@ -25,7 +26,9 @@ class LatentDecoder(nn.Module):
 
     def forward(self, z: Tensor) -> Tensor:
         latents = z / self.scaling_factor + self.shift_factor
-        return (self.vae.decode(latents.to(self.vae.dtype)).sample.to(z.dtype) + 1) / 2
+        images = self.vae.decode(latents.to(self.vae.dtype)).sample
+        # the scorer's input in float32 whatever the VAE's dtype (at least z's precision)
+        return (images.to(torch.promote_types(z.dtype, torch.float32)) + 1) / 2
 
 
 class DecodedReward(nn.Module):
