@@ -15,6 +15,7 @@ import json
 import math
 import os
 import time
+from contextvars import ContextVar
 from dataclasses import MISSING, asdict, dataclass, fields, is_dataclass
 from pathlib import Path
 
@@ -27,11 +28,34 @@ from am.distributed import SingleProcess, data_parallel
 from am.methods.base import Method
 from am.reuse import RolloutReuse
 
-__all__ = ["TrainConfig", "Trainer", "NonFiniteError", "iteration_generator", "load_weights"]
+__all__ = [
+    "TrainConfig",
+    "Trainer",
+    "NonFiniteError",
+    "iteration_generator",
+    "load_weights",
+    "DrawPosition",
+    "DRAW_POSITION",
+]
 
 
 class NonFiniteError(RuntimeError):
     """Raised when the loss or a gradient is NaN/Inf."""
+
+
+@dataclass(frozen=True)
+class DrawPosition:
+    """``index``: the place of the micro-batch being drawn in the run's sequence of
+    micro-batches (``iteration * micro_batches + chunk``; with rollout reuse, the round). A
+    pure function of the run's progress, so samplers that walk a data set in order
+    (:class:`am.t2i.prompts.PromptSampler` in epochs) resume exactly and draw the same rows
+    in any number of processes."""
+
+    index: int
+
+
+# set by the trainer while a micro-batch's loss runs; None outside the trainer
+DRAW_POSITION: ContextVar[DrawPosition | None] = ContextVar("draw_position", default=None)
 
 
 @dataclass(frozen=True)
@@ -46,7 +70,10 @@ class TrainConfig:
     ``batch_size`` rollouts (1: a fresh batch every step; more: :mod:`am.reuse`), each on
     ``minibatch`` stored rollouts (default ``batch_size``); ``updates_per_rollout * minibatch``
     must be a multiple of ``batch_size`` (each rollout is then served that many times over).
-    ``iterations`` counts optimiser steps. ``micro_batches``: the batch is drawn and
+    ``iterations`` counts optimiser steps. ``warmup_steps``: the learning rate rises linearly
+    from 0 over that many optimiser steps (step ``i`` gets ``min(i / warmup_steps, 1)`` times
+    its scheduled rate, the first step 0: ``LambdaLR`` as in the Adjoint Matching authors' SD 1.5
+    code). ``micro_batches``: the batch is drawn and
     differentiated in that many chunks (gradient accumulation; memory of one chunk), which are
     shared out between the processes of a multi-process run (:mod:`am.distributed`): the result
     does not depend on the number of processes."""
@@ -66,15 +93,18 @@ class TrainConfig:
     updates_per_rollout: int = 1
     minibatch: int | None = None
     micro_batches: int = 1
+    warmup_steps: int = 0
 
     def __post_init__(self):
         keys = ("iterations", "batch_size", "checkpoint_every", "log_every", "seed")
-        for key in (*keys, "updates_per_rollout", "micro_batches"):
+        for key in (*keys, "updates_per_rollout", "micro_batches", "warmup_steps"):
             val = getattr(self, key)
             if isinstance(val, bool) or not isinstance(val, int):
                 raise ValueError(f"train.{key} must be an integer, got {val!r}")
         if self.iterations < 0:
             raise ValueError(f"train.iterations must be >= 0, got {self.iterations}")
+        if self.warmup_steps < 0:
+            raise ValueError(f"train.warmup_steps must be >= 0, got {self.warmup_steps}")
         if self.batch_size < 1:
             raise ValueError(f"train.batch_size must be >= 1, got {self.batch_size}")
         if self.checkpoint_every < 0 or self.log_every < 1:
@@ -360,9 +390,10 @@ class Trainer:
     def learning_rate(self, iteration: int) -> float:
         """A pure function of the iteration, so resuming needs no scheduler state."""
         cfg = self.config
+        warmup = min(iteration / cfg.warmup_steps, 1.0) if cfg.warmup_steps else 1.0
         if cfg.lr_schedule == "cosine" and cfg.iterations > 0:
-            return cfg.lr * 0.5 * (1 + math.cos(math.pi * iteration / cfg.iterations))
-        return cfg.lr
+            return warmup * cfg.lr * 0.5 * (1 + math.cos(math.pi * iteration / cfg.iterations))
+        return warmup * cfg.lr
 
     def step(self) -> dict:
         """One iteration; returns its metrics. Raises :class:`NonFiniteError` before touching
@@ -374,8 +405,13 @@ class Trainer:
         if self.reuse is None:
             metrics = self._accumulate(device)
         else:  # the round's generator: its rollouts are drawn once, at its first step
-            gen = iteration_generator(cfg.seed, self.iteration // cfg.updates_per_rollout, device)
-            out = self.reuse.loss(self.model, self.iteration, gen)
+            round_ = self.iteration // cfg.updates_per_rollout
+            gen = iteration_generator(cfg.seed, round_, device)
+            token = DRAW_POSITION.set(DrawPosition(round_))
+            try:
+                out = self.reuse.loss(self.model, self.iteration, gen)
+            finally:
+                DRAW_POSITION.reset(token)
             if not torch.isfinite(out.loss):
                 raise NonFiniteError(self._nan_message("loss"))
             out.loss.backward()
@@ -416,9 +452,13 @@ class Trainer:
         finite = True
         for chunk in chunks:
             gen = iteration_generator(cfg.seed, self.iteration, device, chunk)
-            out = self.method.loss(
-                self.model, batch_size=cfg.batch_size // cfg.micro_batches, generator=gen
-            )
+            token = DRAW_POSITION.set(DrawPosition(self.iteration * cfg.micro_batches + chunk))
+            try:
+                out = self.method.loss(
+                    self.model, batch_size=cfg.batch_size // cfg.micro_batches, generator=gen
+                )
+            finally:
+                DRAW_POSITION.reset(token)
             finite = finite and bool(torch.isfinite(out.loss))
             if finite:
                 (out.loss / per).backward()

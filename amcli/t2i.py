@@ -36,7 +36,11 @@ class ModelSpec:
     """``path``: a directory saved with ``save_pretrained`` or a Hub id in the local cache;
     ``dtype`` of the frozen weights; image ``height``/``width``; ``mu``: Flux-style dynamic
     shift (default: from the image size); ``distilled_guidance``: Flux-dev's guidance input;
-    ``gradient_checkpointing`` of the denoiser and the VAE decoder."""
+    ``gradient_checkpointing`` of the denoiser and the VAE decoder. SD 1.5-style schedulers:
+    ``betas: [start, end]`` swaps in a fine-tuning beta range (null: the checkpoint's) and
+    ``final_alpha_bar: half`` ends the grid noisy instead of ``clean`` (the Adjoint Matching
+    authors' SD 1.5 run: ``[0.002, 0.009]`` and ``half``; :mod:`am.t2i.schedules`); both apply to
+    fine-tuning and sampling."""
 
     path: str = ""
     dtype: str = "float32"
@@ -45,6 +49,8 @@ class ModelSpec:
     mu: float | None = None
     distilled_guidance: float = 3.5
     gradient_checkpointing: bool = False
+    betas: tuple[float, float] | None = None
+    final_alpha_bar: str = "clean"
 
 
 @dataclass(frozen=True)
@@ -67,10 +73,13 @@ class RewardSpec:
 
 @dataclass(frozen=True)
 class PromptSpec:
-    """Prompt files, one prompt per line: ``train`` (fine-tuning) and ``eval`` (sampling)."""
+    """Prompt files, one prompt per line: ``train`` (fine-tuning) and ``eval`` (sampling);
+    ``order`` of the training prompts: ``uniform`` (with replacement) or ``epochs`` (without
+    replacement, a new shuffle each epoch; :class:`am.t2i.prompts.PromptSampler`)."""
 
     train: str = ""
     eval: str = ""
+    order: str = "uniform"
 
 
 @dataclass(frozen=True)
@@ -123,7 +132,36 @@ def parse_t2i_config(data: dict, base_dir: Path | None = None) -> T2IConfig:
         if not value or not path.is_file():
             raise ConfigError(f"prompts.{key}: prompt file {value!r} not found ({path})")
     _diffusion_spec(cfg.sample.diffusion, "sample.diffusion")
+    _schedule_spec(cfg, method_config)
     return dataclasses.replace(cfg, method=name, method_config=method_config)
+
+
+def _schedule_spec(cfg: T2IConfig, method_config) -> None:
+    """``model.betas``, ``model.final_alpha_bar`` and ``prompts.order``, before any load."""
+    from am.t2i.prompts import PROMPT_ORDERS
+    from am.t2i.schedules import FINAL_ALPHA_BARS
+
+    if cfg.prompts.order not in PROMPT_ORDERS:
+        raise ConfigError(f"prompts.order: one of {list(PROMPT_ORDERS)}, got {cfg.prompts.order!r}")
+    betas, final = cfg.model.betas, cfg.model.final_alpha_bar
+    if betas is not None and not 0 < betas[0] < betas[1] < 1:
+        raise ConfigError(f"model.betas: [start, end] with 0 < start < end < 1, got {list(betas)}")
+    if final not in FINAL_ALPHA_BARS:
+        raise ConfigError(f"model.final_alpha_bar: one of {list(FINAL_ALPHA_BARS)}, got {final!r}")
+    if final == "half":
+        for key, steps in (("method.num_steps", getattr(method_config, "num_steps", None)),
+                           ("sample.num_steps", cfg.sample.num_steps)):  # fmt: skip
+            if not isinstance(steps, int) or 1000 % steps:
+                raise ConfigError(
+                    f"{key}: final_alpha_bar 'half' needs a step count dividing the scheduler's "
+                    f"1000 timesteps, got {steps!r}"
+                )
+
+
+def schedule_options(cfg: T2IConfig, num_steps: int) -> dict:
+    """The schedule options of :func:`am.t2i.setup.denoiser_velocity` for a ``num_steps`` grid."""
+    return dict(betas=cfg.model.betas, final_alpha_bar=cfg.model.final_alpha_bar,
+                num_steps=num_steps)  # fmt: skip
 
 
 def _diffusion_spec(spec: str, key: str):

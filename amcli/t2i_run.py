@@ -12,6 +12,7 @@ import torch
 import yaml
 
 from amcli.run import atomic_write_text
+from amcli.t2i import schedule_options
 
 __all__ = ["ResourceError", "make_tiny", "finetune", "sample"]
 
@@ -79,7 +80,9 @@ def finetune(cfg, run_dir: Path) -> Path:
     try:
         setup = text_to_image(pipe, prompts, reward, height=cfg.model.height,
                               width=cfg.model.width, lora=lora, mu=cfg.model.mu,
-                              guidance=cfg.model.distilled_guidance)  # fmt: skip
+                              guidance=cfg.model.distilled_guidance,
+                              schedule_options=schedule_options(cfg, cfg.method_config.num_steps),
+                              prompt_order=cfg.prompts.order, seed=cfg.train.seed)  # fmt: skip
     except ValueError as e:  # an unsupported scheduler, prediction type or size: before compute
         raise ResourceError(f"model {cfg.model.path}: {e}") from None
     if cfg.model.gradient_checkpointing:
@@ -150,6 +153,7 @@ def sample(cfg, *, run_dir: Path | None, out: Path, prompts_file: str | None = N
         velocity = denoiser_velocity(
             pipe, mu=cfg.model.mu, height=cfg.model.height, width=cfg.model.width,
             guidance=cfg.model.distilled_guidance,
+            schedule_options=schedule_options(cfg, s.num_steps),
         )  # fmt: skip
     except ValueError as e:
         raise ResourceError(f"model {cfg.model.path}: {e}") from None

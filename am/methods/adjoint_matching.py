@@ -30,9 +30,16 @@ from am.methods.base import FineTuningProblem, LossOutput, Method, model_dtype_d
 from am.models.guidance import GuidedVelocity
 from am.sde import control_coefficient, make_stepper, simulate, warped_grid
 
-__all__ = ["AdjointMatchingConfig", "AdjointMatching", "CONTROL_VARIATES", "StoredRollouts"]
+__all__ = [
+    "AdjointMatchingConfig",
+    "AdjointMatching",
+    "CONTROL_VARIATES",
+    "TARGETS",
+    "StoredRollouts",
+]
 
 CONTROL_VARIATES = ("none", "antithetic")
+TARGETS = ("continuous", "discrete")
 
 
 @dataclass(frozen=True)
@@ -54,7 +61,19 @@ class AdjointMatchingConfig:
     ``drop_quantile``: drop the loss terms above a running quantile of the batch's residual
     norms, as the authors' Stable Diffusion code does (0.9 there; ``None`` = off, the paper);
     ``drop_ema_decay``: that running average's decay (:class:`am.loss.QuantileDrop`). Dropping
-    moves the fixed point (the largest residuals are the tilt's rare, high-reward paths)."""
+    moves the fixed point (the largest residuals are the tilt's rare, high-reward paths).
+    ``target``: ``continuous`` regresses ``u = c_k (v_theta - v_base)`` (the continuous-time
+    control, :func:`am.sde.control_coefficient`) on ``-sigma(t_k) a_{k+o}``; ``discrete``
+    regresses the step's mean difference over its noise scale, ``(m_theta - m_base) / s_k``
+    (``m`` the mean of ``X_{k+1}``, ``s_k`` its standard deviation), on ``-s_k a_{k+o}``: the
+    authors' Stable Diffusion code (``src/trainers/am_trainer.py``), and the exact optimum of the
+    discrete-time problem with this stepper; both agree as the step shrinks (docs/text_to_image.md
+    measures how far apart they are at K = 50). Needs noise on every step.
+    ``prompt_dropout``: with this probability per batch of rollouts (one draw), the regression
+    runs both the fine-tuned model and the base on the ``null_condition`` instead of the
+    rollouts' conditions, against the same (conditional) targets, as the authors' code does
+    (0.2 in its config; 0 in the run behind its README's table); rollouts and adjoints stay
+    conditional. It trains the unconditional branch that guided rollouts use."""
 
     num_steps: int = 40
     stepper: str = "euler_maruyama"
@@ -68,6 +87,8 @@ class AdjointMatchingConfig:
     rollout_guidance: float = 1.0
     drop_quantile: float | None = None
     drop_ema_decay: float = 0.9
+    target: str = "continuous"
+    prompt_dropout: float = 0.0
 
     def __post_init__(self):
         if (
@@ -117,6 +138,11 @@ class AdjointMatchingConfig:
             )
         if self.drop_quantile is not None:
             QuantileDrop(self.drop_quantile, self.drop_ema_decay)  # its own checks, one place
+        if self.target not in TARGETS:
+            raise ValueError(f"target must be one of {list(TARGETS)}, got {self.target!r}")
+        p = self.prompt_dropout
+        if isinstance(p, bool) or not isinstance(p, (int, float)) or not 0 <= p <= 1:
+            raise ValueError(f"prompt_dropout must be a number in [0, 1], got {p!r}")
         if not isinstance(self.steps, StepSubset):
             raise ValueError(f"steps must be a StepSubset, got {type(self.steps).__name__}")
 
@@ -127,7 +153,9 @@ class StoredRollouts:
     ``states``, ``base_velocity`` (``v_base(X_k)``, from the adjoint pass) and ``target``
     (``-sigma_k a_k``) ``[M, B, *shape]``; ``times``, ``sigmas``, ``weights`` ``[M]``; the rows'
     ``cond`` and the rollouts' ``rewards [B]`` (for the log). Its footprint is three
-    ``[M, B, *shape]`` tensors."""
+    ``[M, B, *shape]`` tensors. ``control_scale [M]``: ``u = control_scale (v_theta - v_base)``
+    for the discrete target (``None``: the continuous ``c_k``); ``null_prompt``: this batch's
+    regression runs on the null condition (prompt dropout)."""
 
     states: Tensor
     base_velocity: Tensor
@@ -137,6 +165,8 @@ class StoredRollouts:
     weights: Tensor
     cond: Condition
     rewards: Tensor
+    control_scale: Tensor | None = None
+    null_prompt: bool = False
 
     @property
     def batch_size(self) -> int:
@@ -153,6 +183,8 @@ class StoredRollouts:
             weights=self.weights,
             cond=take(self.cond, index),
             rewards=self.rewards[index],
+            control_scale=self.control_scale,
+            null_prompt=self.null_prompt,
         )
 
     def state_dict(self) -> dict:
@@ -187,6 +219,20 @@ class AdjointMatching(Method):
                 "rollout_guidance needs a conditional problem with a null_condition "
                 "(the 'no condition' of classifier-free guidance, e.g. torch.tensor([num_classes]))"
             )
+        if config.prompt_dropout > 0 and problem.null_condition is None:
+            raise ValueError("prompt_dropout needs a conditional problem with a null_condition")
+        if config.target == "discrete":  # it divides by each step's noise: refuse a silent step
+            times = warped_grid(config.num_steps, config.grid_warp, dtype=torch.float64)
+            noise = self.stepper.on_grid(
+                problem.schedule, times, self.diffusion.on_grid(times).double()
+            ).noise
+            if not torch.all(noise > 0):
+                k = int(torch.nonzero(~(noise > 0))[0])
+                raise ValueError(
+                    f"target 'discrete' needs noise on every step; step {k} of the "
+                    f"{config.num_steps}-step grid has none (a clean last step: end the schedule "
+                    "noisy, final_alpha_bar 'half')"
+                )
         self.drop = (
             None
             if config.drop_quantile is None
@@ -266,7 +312,12 @@ class AdjointMatching(Method):
 
         x = traj.states[steps]  # [M, B, *shape]
         sigma = traj.sigmas[steps]
-        target = -sigma.reshape(-1, *([1] * (x.dim() - 1))) * adj.target_adjoint(
+        scale, control_scale = sigma, None
+        if cfg.target == "discrete":  # the step's own noise s_k and mean coefficient c_v
+            coefs = self.stepper.on_grid(prob.schedule, times, traj.sigmas)
+            scale = coefs.noise[steps]
+            control_scale = coefs.v[steps] / scale
+        target = -scale.reshape(-1, *([1] * (x.dim() - 1))) * adj.target_adjoint(
             steps, self.stepper.target_adjoint_offset
         )
         weights = WEIGHTINGS[cfg.weighting](sigma)
@@ -282,6 +333,12 @@ class AdjointMatching(Method):
             weights=weights,
             cond=c.cond,
             rewards=rewards.detach(),
+            control_scale=control_scale,
+            # drawn last, and only with dropout on: other runs keep their random stream
+            null_prompt=cfg.prompt_dropout > 0
+            and bool(
+                torch.rand((), generator=generator, device=generator.device) < cfg.prompt_dropout
+            ),
         )
 
     def regress(self, model: nn.Module, stored: StoredRollouts) -> LossOutput:
@@ -290,11 +347,21 @@ class AdjointMatching(Method):
         cfg, prob = self.config, self.problem
         x, t = stored.states, stored.times
         B = x.shape[1]
-        bound = bind_velocity(model, stored.cond)
+        cond, v_base = stored.cond, stored.base_velocity
+        if stored.null_prompt:  # both models on the null condition, the targets unchanged
+            cond = prob.null_condition
+            with torch.no_grad():
+                v_base = bind_velocity(prob.base, cond)(
+                    x.flatten(0, 1), t.repeat_interleave(B)
+                ).reshape(x.shape)
+        bound = bind_velocity(model, cond)
         v_ft = bound(x.flatten(0, 1), t.repeat_interleave(B)).reshape(x.shape)
         sv = prob.schedule(t).broadcast_to(x)
-        sigma = stored.sigmas.reshape(sv.t.shape)
-        control = control_coefficient(sv, sigma) * (v_ft - stored.base_velocity)
+        if stored.control_scale is None:
+            coefficient = control_coefficient(sv, stored.sigmas.reshape(sv.t.shape))
+        else:
+            coefficient = stored.control_scale.reshape(sv.t.shape)
+        control = coefficient * (v_ft - v_base)
         clip = None if cfg.clip_multiplier is None else cfg.clip_multiplier * prob.reward_scale**2
         out = adjoint_matching_loss(
             control, target=stored.target, weights=stored.weights, clip=clip, drop=self.drop

@@ -16,7 +16,14 @@ from torch import Tensor
 
 from am.conditions import ConditionSampler
 
-__all__ = ["ENCODERS", "encode_prompts", "PromptSampler", "null_condition", "read_prompts"]
+__all__ = [
+    "ENCODERS",
+    "encode_prompts",
+    "PromptSampler",
+    "PROMPT_ORDERS",
+    "null_condition",
+    "read_prompts",
+]
 
 
 def _encode_sd15(pipe, prompts: list[str], device) -> dict[str, Tensor]:
@@ -59,16 +66,51 @@ def encode_prompts(pipe, prompts: Sequence[str], device=None) -> dict[str, Tenso
         return ENCODERS[name](pipe, list(prompts), device or pipe.device)
 
 
-class PromptSampler(ConditionSampler):
-    """Prompts drawn uniformly (with replacement) from ``prompts`` and encoded by ``pipe``."""
+PROMPT_ORDERS = ("uniform", "epochs")
 
-    def __init__(self, pipe, prompts: Sequence[str], device=None):
+
+class PromptSampler(ConditionSampler):
+    """Prompts from ``prompts``, encoded by ``pipe``. ``order``: ``"uniform"`` draws each
+    prompt uniformly with replacement from the micro-batch's generator; ``"epochs"`` walks the
+    list in epochs without replacement, as the Adjoint Matching authors' Stable Diffusion code
+    does (a shuffled ``DataLoader``): the run's ``p``-th prompt is ``perm_e[p mod N]`` with
+    ``e = p div N`` and ``perm_e`` a permutation drawn from ``(seed, e)`` alone, so each prompt is
+    used once per epoch, and a resumed or multi-process run draws the same prompts. ``p`` is the
+    micro-batch's place in the run (:data:`am.train.DRAW_POSITION`, set by the trainer)."""
+
+    def __init__(self, pipe, prompts: Sequence[str], device=None, *, order="uniform", seed=0):
         if not prompts or isinstance(prompts, str):
             raise ValueError("prompts must be a non-empty list of strings")
+        if order not in PROMPT_ORDERS:
+            raise ValueError(f"prompt order must be one of {PROMPT_ORDERS}, got {order!r}")
         self.pipe, self.prompts, self.device = pipe, list(prompts), device
+        self.order, self.seed = order, int(seed)
+
+    def indices(self, n: int, generator: torch.Generator) -> Tensor:
+        """The rows ``[n]`` of the prompt list that the next draw of ``n`` prompts takes."""
+        if self.order == "uniform":
+            return torch.randint(len(self.prompts), (n,), generator=generator)
+        from am.train import DRAW_POSITION
+
+        position = DRAW_POSITION.get()
+        if position is None:
+            raise RuntimeError(
+                "prompt order 'epochs' needs the trainer's draw position (am.train.DRAW_POSITION)"
+            )
+        N = len(self.prompts)
+        start = position.index * n  # every micro-batch of a run draws the same n
+        epochs = {}
+        out = []
+        for p in range(start, start + n):
+            e = p // N
+            if e not in epochs:
+                g = torch.Generator().manual_seed(self.seed * 1_000_003 + e)
+                epochs[e] = torch.randperm(N, generator=g)
+            out.append(epochs[e][p % N])
+        return torch.stack(out)
 
     def draw(self, n: int, generator: torch.Generator) -> dict[str, Tensor]:
-        index = torch.randint(len(self.prompts), (n,), generator=generator)
+        index = self.indices(n, generator)
         cond = encode_prompts(self.pipe, [self.prompts[i] for i in index], self.device)
         cond["prompt_index"] = index.to(next(iter(cond.values())).device)
         return cond

@@ -60,17 +60,20 @@ def dynamic_shift(pipe, height: int, width: int) -> float:
 
 def denoiser_velocity(
     pipe, *, mu: float | None = None, height: int | None = None, width: int | None = None,
-    guidance: float = 3.5,
+    guidance: float = 3.5, schedule_options: dict | None = None,
 ) -> nn.Module:  # fmt: skip
     """The pipeline's denoiser as a velocity ``(z, t, cond)`` on its scheduler's schedule.
     Dynamically shifted schedulers (Flux) take ``mu``, or compute it from ``height, width``;
-    ``guidance``: Flux-dev's distilled guidance scale."""
+    ``guidance``: Flux-dev's distilled guidance scale; ``schedule_options``: ``betas``,
+    ``final_alpha_bar``, ``num_steps`` of :func:`am.t2i.schedules.schedule_from_scheduler` (a
+    fine-tuning schedule swapped in, as the Adjoint Matching authors do for SD 1.5)."""
     name = type(pipe).__name__
     if name not in VELOCITY_OF:
         raise ValueError(f"unsupported pipeline {name}; supported: {', '.join(VELOCITY_OF)}")
     if mu is None and pipe.scheduler.config.get("use_dynamic_shifting") and height and width:
         mu = dynamic_shift(pipe, height, width)
-    return VELOCITY_OF[name](pipe, schedule_from_scheduler(pipe.scheduler, mu=mu), guidance)
+    schedule = schedule_from_scheduler(pipe.scheduler, mu=mu, **(schedule_options or {}))
+    return VELOCITY_OF[name](pipe, schedule, guidance)
 
 
 @dataclass
@@ -121,6 +124,9 @@ def text_to_image(
     lora: LoraSettings | None = None,
     mu: float | None = None,
     guidance: float = 3.5,
+    schedule_options: dict | None = None,
+    prompt_order: str = "uniform",
+    seed: int = 0,
 ) -> TextToImage:
     """Set up fine-tuning ``pipe``'s denoiser towards ``p_base(z | prompt) exp(lambda r)`` with
     ``r = scorer(decode(z), prompt)`` (``scorer``: ``(images [B, 3, H, W] in [0, 1], prompts)
@@ -128,11 +134,16 @@ def text_to_image(
     the same denoiser with the adapter disabled); ``None``: train a full copy (the default
     model of :func:`am.finetune`). ``height``, ``width``: the image size in pixels; ``mu``:
     a dynamically shifted scheduler's shift (default: from the image size, as Flux computes
-    it); ``guidance``: Flux-dev's distilled guidance scale (other models ignore it)."""
+    it); ``guidance``: Flux-dev's distilled guidance scale (other models ignore it);
+    ``schedule_options``: see :func:`denoiser_velocity`; ``prompt_order``, ``seed``: how the
+    prompts are drawn (:class:`am.t2i.prompts.PromptSampler`)."""
     name = type(pipe).__name__
     if name not in DENOISER_OF:
         raise ValueError(f"unsupported pipeline {name}; supported: {', '.join(DENOISER_OF)}")
-    velocity = denoiser_velocity(pipe, mu=mu, height=height, width=width, guidance=guidance)
+    velocity = denoiser_velocity(
+        pipe, mu=mu, height=height, width=width, guidance=guidance,
+        schedule_options=schedule_options,
+    )  # fmt: skip
     factor = pipe.vae_scale_factor
     multiple = factor * velocity.latent_multiple
     if height % multiple or width % multiple:
@@ -153,7 +164,7 @@ def text_to_image(
         model=model,
         reward=DecodedReward(LatentDecoder(pipe.vae), scorer, prompts),
         sample_shape=(channels, height // factor, width // factor),
-        conditions=PromptSampler(pipe, prompts),
+        conditions=PromptSampler(pipe, prompts, order=prompt_order, seed=seed),
         null_condition=null_condition(pipe),
         lora=lora,
     )
