@@ -85,8 +85,11 @@ class PromptSpec:
 @dataclass(frozen=True)
 class SampleSpec:
     """``per_prompt`` images of each eval prompt, ``num_steps``, ``diffusion`` (``ode``,
-    ``memoryless``, ``ddim:<eta>`` = eta times the memoryless noise, or a constant), ``guidance``
-    (classifier-free, 1 = off), ``batch_size``, ``seed``."""
+    ``memoryless``, ``ddim:<eta>`` = Euler-Maruyama with eta times the memoryless noise, not
+    DDIM's update, or a constant), ``guidance`` (classifier-free, 1 = off), ``batch_size``,
+    ``seed``; ``scheduler``: null (this suite's sampler, with ``diffusion``) or the pipeline's
+    own, ``pipe(...)`` itself: ``pipeline``, ``ddim``, ``ddim:<eta>``, ``ddpm`` or
+    ``flow_match_euler`` (:mod:`am.t2i.sampling`)."""
 
     per_prompt: int = 10
     num_steps: int = 40
@@ -94,6 +97,7 @@ class SampleSpec:
     guidance: float = 1.0
     batch_size: int = 8
     seed: int = 0
+    scheduler: str | None = None
 
 
 @dataclass(frozen=True)
@@ -132,6 +136,7 @@ def parse_t2i_config(data: dict, base_dir: Path | None = None) -> T2IConfig:
         if not value or not path.is_file():
             raise ConfigError(f"prompts.{key}: prompt file {value!r} not found ({path})")
     _diffusion_spec(cfg.sample.diffusion, "sample.diffusion")
+    _scheduler_spec(cfg.sample)
     _schedule_spec(cfg, method_config)
     return dataclasses.replace(cfg, method=name, method_config=method_config)
 
@@ -162,6 +167,26 @@ def schedule_options(cfg: T2IConfig, num_steps: int) -> dict:
     """The schedule options of :func:`am.t2i.setup.denoiser_velocity` for a ``num_steps`` grid."""
     return dict(betas=cfg.model.betas, final_alpha_bar=cfg.model.final_alpha_bar,
                 num_steps=num_steps)  # fmt: skip
+
+
+def _scheduler_spec(s: SampleSpec) -> None:
+    """``sample.scheduler``: a pipeline sampler's name; it sets its own noise (``diffusion``
+    stays ``ode``) and guides only above 1."""
+    if s.scheduler is None:
+        return
+    from am.t2i.sampling import parse_sampler
+
+    try:
+        parse_sampler(s.scheduler)
+    except ValueError as e:
+        raise ConfigError(f"sample.scheduler: {e}") from None
+    if s.diffusion != "ode":
+        raise ConfigError(
+            f"sample.diffusion: {s.diffusion!r} is for this suite's sampler; with "
+            "sample.scheduler set, leave it 'ode' (ddim:<eta> sets DDIM's noise)"
+        )
+    if s.guidance != 1 and not s.guidance > 1:
+        raise ConfigError(f"sample.guidance: the pipelines guide above 1 only, got {s.guidance}")
 
 
 def _diffusion_spec(spec: str, key: str):

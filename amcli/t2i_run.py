@@ -141,6 +141,7 @@ def sample(cfg, *, run_dir: Path | None, out: Path, prompts_file: str | None = N
     from am.models import GuidedVelocity
     from am.t2i.prompts import encode_prompts, null_condition, read_prompts
     from am.t2i.reward import LatentDecoder
+    from am.t2i.sampling import parse_sampler, pipeline_images, use_scheduler
     from am.t2i.setup import denoiser_velocity
 
     device = _device(cfg)
@@ -149,6 +150,12 @@ def sample(cfg, *, run_dir: Path | None, out: Path, prompts_file: str | None = N
         _load_result(pipe, run_dir)
     prompts = read_prompts(prompts_file or cfg.prompts.eval)
     s = cfg.sample
+    sampler = None if s.scheduler is None else parse_sampler(s.scheduler)
+    if sampler is not None:  # the pipeline's own scheduler: the images are pipe(...)'s
+        try:
+            use_scheduler(pipe, sampler)
+        except ValueError as e:
+            raise ResourceError(f"model {cfg.model.path}: {e}") from None
     try:
         velocity = denoiser_velocity(
             pipe, mu=cfg.model.mu, height=cfg.model.height, width=cfg.model.width,
@@ -169,14 +176,21 @@ def sample(cfg, *, run_dir: Path | None, out: Path, prompts_file: str | None = N
     generator = torch.Generator(device).manual_seed(s.seed)
     for start in range(0, len(jobs), s.batch_size):
         batch = jobs[start : start + s.batch_size]
-        cond = encode_prompts(pipe, [p for p, _ in batch], device)
-        with torch.no_grad():
-            z = am.sample(
-                lambda x, t, c=cond: velocity(x, t, tile(c, x.shape[0])), len(batch), shape,
-                schedule=schedule, num_steps=s.num_steps, diffusion=_diffusion(s.diffusion, schedule),
-                generator=generator, device=device, dtype=torch.float32,
+        if sampler is not None:
+            images = pipeline_images(
+                pipe, [p for p, _ in batch], sampler=sampler, num_steps=s.num_steps,
+                guidance=s.guidance, height=cfg.model.height, width=cfg.model.width,
+                generator=generator, distilled_guidance=cfg.model.distilled_guidance,
             )  # fmt: skip
-            images = decoder(z).clamp(0, 1)
+        else:
+            cond = encode_prompts(pipe, [p for p, _ in batch], device)
+            with torch.no_grad():
+                z = am.sample(
+                    lambda x, t, c=cond: velocity(x, t, tile(c, x.shape[0])), len(batch), shape,
+                    schedule=schedule, num_steps=s.num_steps, generator=generator, device=device,
+                    diffusion=_diffusion(s.diffusion, schedule), dtype=torch.float32,
+                )  # fmt: skip
+                images = decoder(z).clamp(0, 1)
         for i, ((prompt, k), image) in enumerate(zip(batch, images, strict=True)):
             name = f"{start + i:05d}.png"
             array = (image.permute(1, 2, 0).float().cpu().numpy() * 255).round().astype("uint8")
