@@ -13,7 +13,7 @@ import sys
 import urllib.request
 import zipfile
 
-from am.vision.resources import RESOURCES, check, weights_root
+from am.vision.resources import RESOURCES, check, shown_files, weights_root
 
 
 def download(name: str) -> None:
@@ -76,7 +76,7 @@ def main(argv: list[str] | None = None) -> int:
         source = f"huggingface.co/{r.repo_id}" if r.repo_id else "\n      ".join(r.urls)
         state = f"found in {status.found}" if status.found else "MISSING"
         print(
-            f"{r.name}  [{state}]\n  {r.description}\n  files: {', '.join(r.files)} "
+            f"{r.name}  [{state}]\n  {r.description}\n  files: {shown_files(r)} "
             f"({r.size})\n  source: {source}\n  place in: {weights_root() / r.name}"
             + (f"\n  note: {r.note}" if r.note else "")
             + "\n"

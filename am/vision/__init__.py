@@ -47,15 +47,35 @@ class ScorerSpec:
 
 # One dict as the registry: name -> how to load it.
 SCORERS: dict[str, ScorerSpec] = {
+    # ClipScore's conventions (am.vision.clip.CLIPSCORE_CONVENTIONS): torchmetrics' (the tables'),
+    # Hessel et al.'s, the Adjoint Matching authors' raw cosine
     "clipscore": ScorerSpec(
-        "am.vision.clip:ClipScore.from_pretrained", ("clip-vit-large-patch14",)
+        "am.vision.clip:ClipScore.from_pretrained",
+        ("clip-vit-large-patch14",),
+        {"convention": "torchmetrics"},
     ),
-    "clipscore-hessel": ScorerSpec("am.vision.clip:ClipScore.hessel", ("clip-vit-base-patch32",)),
+    "clipscore-hessel": ScorerSpec(
+        "am.vision.clip:ClipScore.from_pretrained",
+        ("clip-vit-base-patch32",),
+        {"convention": "hessel"},
+    ),
+    "clipscore-authors": ScorerSpec(
+        "am.vision.clip:ClipScore.from_pretrained",
+        ("clip-vit-large-patch14",),
+        {"convention": "authors"},
+    ),
     "pickscore": ScorerSpec(
         "am.vision.clip:PickScore.from_pretrained", ("pickscore", "clip-vit-h-14-processor")
     ),
     "hpsv2.0": ScorerSpec("am.vision.hps:HPSv2.from_pretrained", ("hpsv2.0",), {"version": "v2.0"}),
     "hpsv2.1": ScorerSpec("am.vision.hps:HPSv2.from_pretrained", ("hpsv2.1",), {"version": "v2.1"}),
+    # the raw cosine, as hpsv2.score() and the Adjoint Matching authors report it
+    "hpsv2.0-cos": ScorerSpec(
+        "am.vision.hps:HPSv2.from_pretrained", ("hpsv2.0",), {"version": "v2.0", "scale": "cos"}
+    ),
+    "hpsv2.1-cos": ScorerSpec(
+        "am.vision.hps:HPSv2.from_pretrained", ("hpsv2.1",), {"version": "v2.1", "scale": "cos"}
+    ),
     "imagereward": ScorerSpec(
         "am.vision.imagereward:ImageRewardScorer.from_pretrained",
         ("imagereward", "bert-base-uncased"),

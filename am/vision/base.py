@@ -72,6 +72,11 @@ class ImageScorer(nn.Module, ABC):
         check_images(images, prompts)
         return self.score(images, list(prompts))
 
+    def table_mean(self, mean: float) -> float:
+        """The table's entry for a mean of this scorer's scores: the mean itself, unless a
+        convention says otherwise (torchmetrics' ClipScore clamps it at 0)."""
+        return mean
+
 
 class Scaled(nn.Module):
     """``lambda * scorer(images, prompts)``: the reward the paper fine-tunes against."""

@@ -35,15 +35,18 @@ from torch import Tensor, nn
 
 from am.metrics.images import Diversity, grouped_diversity
 from am.vision.base import ScorerInfo, check_images
+from am.vision.checkpoints import WeightsMismatchError, check_shapes, module_shapes, read_shapes
 from am.vision.preprocess import resize
 from am.vision.resources import locate
 
-__all__ = ["DreamSimEmbedder", "build_dreamsim", "IMAGE_SIZE"]
+__all__ = ["DreamSimEmbedder", "build_dreamsim", "check_lora", "IMAGE_SIZE"]
 
 IMAGE_SIZE = 224
 DINO_BACKBONE = "checkpoints/dino_vitbase16_pretrain.pth"  # what the DINO hub entry downloads
 DINO_FULL = "dino_vitb16_pretrain.pth"  # dreamsim's copy of the DINO checkpoint (head weights)
 LORA_DIR = "ensemble_lora"
+# peft writes safetensors; older peft (the released zip may come from one) wrote a .bin
+LORA_WEIGHTS = ("adapter_model.safetensors", "adapter_model.bin")
 LORA_KEYS = ("r", "lora_alpha", "lora_dropout", "bias", "target_modules")
 _HEAD = ("mlp.0.weight", "mlp.0.bias", "mlp.2.weight", "mlp.2.bias", "mlp.4.weight")
 _HEAD += ("mlp.4.bias", "last_layer.weight")
@@ -61,7 +64,9 @@ def _load_dino(load_dir: Path, vit: ViTFactory) -> tuple[nn.Module, nn.Module]:
     from dreamsim.feature_extraction.vision_transformer import DINOHead
 
     backbone = vit(patch_size=16, num_classes=0)
-    state = torch.load(load_dir / DINO_BACKBONE, map_location="cpu", weights_only=True)
+    file = load_dir / DINO_BACKBONE
+    check_shapes(read_shapes(file), module_shapes(backbone), file=file, model="DreamSim's DINO")
+    state = torch.load(file, map_location="cpu", weights_only=True)
     backbone.load_state_dict(state, strict=True)
     student = torch.load(load_dir / DINO_FULL, map_location="cpu", weights_only=True)["student"]
     head = DINOHead(backbone.embed_dim, 2048)
@@ -90,7 +95,14 @@ def _offline_backbones(vit: ViTFactory | None = None) -> Iterator[None]:
         if model_type == "dino_vitb16":
             return _load_dino(Path(load_dir), vit or vit_base)
         if model_type in ("clip_vitb16", "open_clip_vitb16"):
-            return dreamsim_create(model_type, load_dir)
+            try:  # dreamsim's loaders load strictly, but torch's error does not name the file
+                return dreamsim_create(model_type, load_dir)
+            except RuntimeError as err:
+                file = Path(load_dir) / f"{model_type}_pretrain.pth.tar"
+                first = str(err).splitlines()[:3]
+                raise WeightsMismatchError(
+                    f"{file} does not fit DreamSim's {model_type}: {' '.join(first)}"
+                ) from err
         raise ValueError(f"offline DreamSim builds the ensemble's backbones only, not {model_type}")
 
     ViTExtractor.create_model = staticmethod(create_model)
@@ -136,8 +148,29 @@ def build_dreamsim(
         # The LoRA as dreamsim.dreamsim() applies it: inject from the adapter's config, then
         # load the adapter's weights into the injected layers.
         model = get_peft_model(model, LoraConfig(**{k: settings[k] for k in LORA_KEYS}))
+        # peft only warns about adapter entries that match no injected layer: check first.
+        check_lora(adapter, model)
         model = PeftModel.from_pretrained(model.base_model.model, str(adapter)).to(device)
     return model.eval().requires_grad_(False)
+
+
+def lora_file(adapter: Path) -> Path:
+    """The adapter's weight file in ``adapter`` (:data:`LORA_WEIGHTS`, first found)."""
+    for name in LORA_WEIGHTS:
+        if (adapter / name).is_file():
+            return adapter / name
+    raise FileNotFoundError(f"{adapter} holds no adapter weights ({' or '.join(LORA_WEIGHTS)})")
+
+
+def check_lora(adapter: Path, model: nn.Module) -> None:
+    """Raise :class:`WeightsMismatchError` naming the adapter file and the first offending keys
+    unless its keys and shapes are exactly those of the LoRA injected in ``model`` (a
+    ``PeftModel``, as :func:`peft.get_peft_model_state_dict` names them)."""
+    from peft import get_peft_model_state_dict
+
+    file = lora_file(adapter)
+    expected = {k: tuple(v.shape) for k, v in get_peft_model_state_dict(model).items()}
+    check_shapes(read_shapes(file), expected, file=file, model="DreamSim's ensemble LoRA")
 
 
 class DreamSimEmbedder(nn.Module):

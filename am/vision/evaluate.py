@@ -119,7 +119,7 @@ def score_folder(
     for name, scorer in scorers.items():
         table[name] = columns[name]
         mean, stderr, prompts = _over_prompts(table[name], table["prompt"])
-        rows.append(_row(name, scorer.info, mean, stderr, prompts, n))
+        rows.append(_row(name, scorer.info, scorer.table_mean(mean), stderr, prompts, n))
     if dreamsim is not None:
         from am.metrics.images import grouped_diversity
 

@@ -81,7 +81,7 @@ def letterbox(images: Tensor, size: int, fill: float = 0.0) -> Tensor:
     new_h, new_w = round(h * scale), round(w * scale)
     x = F.interpolate(images, size=(new_h, new_w), mode="bicubic", antialias=True)
     pad_h, pad_w = size - new_h, size - new_w
-    return F.pad(x, (pad_w - pad_w // 2, pad_w // 2, pad_h - pad_h // 2, pad_h // 2), value=fill)
+    return F.pad(x, (pad_w // 2, pad_w - pad_w // 2, pad_h // 2, pad_h - pad_h // 2), value=fill)
 
 
 CROP_OFFSETS = ("round", "floor")

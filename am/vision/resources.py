@@ -20,7 +20,15 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
-__all__ = ["Resource", "RESOURCES", "MissingWeightsError", "locate", "weights_root", "check"]
+__all__ = [
+    "Resource",
+    "RESOURCES",
+    "MissingWeightsError",
+    "locate",
+    "weights_root",
+    "check",
+    "shown_files",
+]
 
 
 @dataclass(frozen=True)
@@ -119,6 +127,7 @@ RESOURCES: dict[str, Resource] = {
                 "clip_vitb16_pretrain.pth.tar",
                 "open_clip_vitb16_pretrain.pth.tar",
                 "ensemble_lora/adapter_config.json",
+                "ensemble_lora/adapter_model.safetensors|ensemble_lora/adapter_model.bin",
                 "checkpoints/dino_vitbase16_pretrain.pth",
             ),
             "1.9 GB",
@@ -163,8 +172,18 @@ def _hub_cache() -> str:
         return os.environ.get("HF_HUB_CACHE", "~/.cache/huggingface/hub")
 
 
+def shown_files(resource: Resource) -> str:
+    """The resource's files for a message ("a|b" alternatives as "a or b")."""
+    return ", ".join(f.replace("|", " or ") for f in resource.files)
+
+
 def _missing(directory: Path, resource: Resource) -> list[str]:
-    return [f for f in resource.files if not (directory / f).is_file()]
+    # "a|b": either file will do (e.g. an adapter saved as safetensors or as a .bin)
+    return [
+        f.replace("|", " or ")
+        for f in resource.files
+        if not any((directory / alt).is_file() for alt in f.split("|"))
+    ]
 
 
 def _get(name: str) -> Resource:
@@ -202,7 +221,7 @@ def locate(name: str, path: str | os.PathLike | None = None) -> Path:
     raise MissingWeightsError(
         f"{resource.description} [{name}]: weight files not found. Looked in:\n"
         + "\n".join(looked)
-        + f"\nGet them from {source} and put {', '.join(resource.files)} in "
+        + f"\nGet them from {source} and put {shown_files(resource)} in "
         f"{weights_root() / name} ({resource.note or 'all in that directory'}), or run "
         f"`python -m amcli.resources --download {name}` on a machine with network access."
     )

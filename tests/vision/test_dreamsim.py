@@ -261,3 +261,48 @@ def test_from_pretrained_names_missing_files(tmp_path, monkeypatch):
         "checkpoints/dino_vitbase16_pretrain.pth",
     ):
         assert name in str(err.value)
+
+
+def _copy(weights: Path, target: Path) -> Path:
+    import shutil
+
+    return Path(shutil.copytree(weights, target))
+
+
+def test_refuses_mis_keyed_lora(weights, tmp_path):
+    from safetensors.torch import load_file, save_file
+
+    from am.vision.checkpoints import WeightsMismatchError
+
+    directory = _copy(weights, tmp_path / "ds")
+    file = directory / "ensemble_lora" / "adapter_model.safetensors"
+    state = load_file(file)
+    key = sorted(state)[0]
+    state[key.replace("qkv", "proj")] = state.pop(key)  # peft would only warn
+    save_file(state, file)
+    with pytest.raises(WeightsMismatchError) as err:
+        DreamSimEmbedder.from_files(directory, vit=tiny_vit)
+    message = str(err.value)
+    for needle in (str(file), "LoRA", "missing 1", key, "unexpected 1", key.replace("qkv", "proj")):
+        assert needle in message, (needle, message)
+
+
+def test_refuses_wrong_shape_dino_backbone(weights, tmp_path):
+    from am.vision.checkpoints import WeightsMismatchError
+
+    directory = _copy(weights, tmp_path / "ds")
+    file = directory / "checkpoints" / "dino_vitbase16_pretrain.pth"
+    state = torch.load(file, weights_only=True)
+    state["pos_embed"] = state["pos_embed"][:, :-1]
+    torch.save(state, file)
+    with pytest.raises(WeightsMismatchError, match="pos_embed") as err:
+        DreamSimEmbedder.from_files(directory, vit=tiny_vit)
+    assert str(file) in str(err.value) and "wrong shape" in str(err.value)
+
+
+def test_missing_adapter_weights_named(weights, tmp_path, monkeypatch):
+    monkeypatch.setenv("AM_WEIGHTS", str(tmp_path / "weights"))
+    directory = _copy(weights, tmp_path / "ds")
+    (directory / "ensemble_lora" / "adapter_model.safetensors").unlink()
+    with pytest.raises(MissingWeightsError, match="ensemble_lora/adapter_model.safetensors or"):
+        DreamSimEmbedder.from_pretrained(directory)

@@ -68,7 +68,7 @@ def test_command_end_to_end(tmp_path, monkeypatch):
         assert summary.loc[metric, "stderr"] == pytest.approx(se)
         assert summary.loc[metric, "prompts"] == 3 and summary.loc[metric, "images"] == 8
     markdown = (tmp_path / "out" / "metrics.md").read_text()
-    assert "100 * max(cos, 0)" in markdown and "sac+logos+ava1" in markdown
+    assert "max(mean, 0)" in markdown and "sac+logos+ava1" in markdown
 
 
 def test_command_errors_before_compute(tmp_path, monkeypatch, capsys):
