@@ -36,6 +36,8 @@ class ModelSpec:
     """``path``: a directory saved with ``save_pretrained`` or a Hub id in the local cache;
     ``dtype`` of the frozen weights; image ``height``/``width``; ``mu``: Flux-style dynamic
     shift (default: from the image size); ``distilled_guidance``: Flux-dev's guidance input;
+    ``tf32``: TF32 matmuls and convolutions on a GPU (``am.t2i.denoisers.set_tf32``;
+    false: full float32);
     ``gradient_checkpointing`` of the denoiser and the VAE decoder. SD 1.5-style schedulers:
     ``betas: [start, end]`` swaps in a fine-tuning beta range (null: the checkpoint's) and
     ``final_alpha_bar: half`` ends the grid noisy instead of ``clean`` (the Adjoint Matching
@@ -49,6 +51,7 @@ class ModelSpec:
     mu: float | None = None
     distilled_guidance: float = 3.5
     gradient_checkpointing: bool = False
+    tf32: bool = False
     betas: tuple[float, float] | None = None
     final_alpha_bar: str = "clean"
 

@@ -41,8 +41,10 @@ def _device(cfg) -> torch.device:
 
 
 def _pipeline(cfg, device):
+    from am.t2i.denoisers import set_tf32
     from am.t2i.loading import ModelNotFoundError, load_pipeline
 
+    set_tf32(cfg.model.tf32)
     try:
         return load_pipeline(cfg.model.path, cfg.model.dtype, device)
     except ModelNotFoundError as e:

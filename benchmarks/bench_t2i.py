@@ -5,6 +5,9 @@ Run: ``python benchmarks/bench_t2i.py --arch tiny-sd15`` (CPU, seconds) or, on a
 ``--arch sd15 --size 512 --batch 4 --steps 40`` / ``--arch sd35-medium ...``: the full
 architectures with random weights (the cost does not depend on the weights; nothing is
 downloaded), LoRA rank ``--lora-rank`` (0: the full denoiser against a frozen copy).
+``--dtype bfloat16``: mixed precision as ``model.dtype: bfloat16`` in ``python -m amcli.t2i``
+(frozen denoiser and VAE in bfloat16, the LoRA or the full trainable copy in float32, the
+network under autocast); ``--tf32``: TF32 matmuls and convolutions (default: full float32).
 
 For each method of ``baselines.METHODS`` (its recommended config with ``num_steps = --steps``)
 it times one iteration (rollouts, loss, backward) and one ODE sampling pass of the same batch
@@ -122,6 +125,7 @@ def main() -> None:
     import baselines
     from am.conditions import tile
     from am.methods.base import FineTuningProblem
+    from am.t2i.denoisers import set_tf32
 
     ap = argparse.ArgumentParser(description=__doc__)
     ap.add_argument(
@@ -135,6 +139,7 @@ def main() -> None:
     ap.add_argument("--lora-rank", type=int, default=4)
     ap.add_argument("--dtype", default="float32", choices=["float32", "bfloat16"])
     ap.add_argument("--checkpointing", action="store_true")
+    ap.add_argument("--tf32", action="store_true", help="TF32 matmuls and convolutions (GPU)")
     ap.add_argument("--methods", nargs="*", default=None)
     ap.add_argument("--rounds", type=int, default=3)
     args = ap.parse_args()
@@ -145,6 +150,7 @@ def main() -> None:
         32 if args.arch == "tiny-flux" else 16 if args.arch.startswith("tiny") else 512
     )
     dtype = getattr(torch, args.dtype)
+    set_tf32(args.tf32)  # off: float32 throughout, as python -m amcli.t2i's default
     model, base, reward, schedule, shape, conditions = build(
         args.arch, size, args.lora_rank, dtype, device
     )
@@ -199,7 +205,7 @@ def main() -> None:
     trainable = sum(p.numel() for p in params)
     print(
         f"{args.arch}, {size} px, batch {args.batch}, K = {args.steps}, "
-        f"{args.dtype} frozen weights (trainable float32), "
+        f"{args.dtype} frozen weights (trainable float32), TF32 {'on' if args.tf32 else 'off'}, "
         f"{'LoRA rank ' + str(args.lora_rank) if args.lora_rank else 'full'} "
         f"({trainable / 1e6:.2f}M trainable), checkpointing {args.checkpointing}, {device}, "
         f"torch {torch.__version__}; {args.rounds} rounds in {time.perf_counter() - t0:.0f} s"

@@ -37,7 +37,22 @@ from torch import Tensor, nn
 from am.schedules import DiscreteVPSchedule
 from am.t2i.schedules import PREDICTION_TYPES, ShiftedFlowMatchingSchedule
 
-__all__ = ["UNetVelocity", "SD3Velocity", "FluxVelocity"]
+__all__ = ["UNetVelocity", "SD3Velocity", "FluxVelocity", "set_tf32"]
+
+
+def set_tf32(enabled: bool) -> None:
+    """TF32 for float32 matrix products and cuDNN convolutions on NVIDIA GPUs (Ampere and
+    later; no effect on the CPU, nor on bfloat16/float16 compute), process-wide.
+
+    ``True`` as the Adjoint Matching authors' SD 1.5 run (microsoft/soc-fine-tuning-sd,
+    ``src/train.py`` lines 27-30, ``use_tf32: true`` in its configs) and diffusers' training
+    scripts' ``--allow_tf32``: 10 mantissa bits in the products, faster on tensor cores.
+    ``False``: full float32 in both (PyTorch's own default allows TF32 in cuDNN convolutions;
+    this switches that off too, so a float32 run is float32 throughout)."""
+    if not isinstance(enabled, bool):
+        raise ValueError(f"tf32 must be true or false, got {enabled!r}")
+    torch.backends.cuda.matmul.allow_tf32 = enabled
+    torch.backends.cudnn.allow_tf32 = enabled
 
 
 def _autocast(device: torch.device, dtype: torch.dtype):

@@ -137,3 +137,68 @@ def test_model_dtype_device_is_the_state_dtype():
     assert model_dtype_device(torch.nn.Linear(2, 2).bfloat16())[0] == torch.float32
     assert model_dtype_device(torch.nn.Linear(2, 2).double())[0] == torch.float64
     assert model_dtype_device(torch.nn.Identity())[0] == torch.get_default_dtype()
+
+
+@pytest.mark.parametrize("lora", [{"rank": 4, "alpha": 4.0}, None], ids=["lora", "full"])
+def test_cli_bf16_finetune_on_cpu_with_a_real_scorer(tmp_path, monkeypatch, lora):
+    """``model.dtype: bfloat16`` through ``python -m amcli.t2i finetune`` on the CPU, scored by
+    the aesthetic predictor (its bicubic resize raised on bfloat16 images before); a full
+    fine-tune is saved in float32, as diffusers' ``train_text_to_image.py`` saves its UNet."""
+    import yaml
+
+    from am.vision.testing import write_tiny_weights
+    from amcli.t2i import main
+
+    monkeypatch.setenv("AM_WEIGHTS", str(write_tiny_weights(tmp_path / "weights")))
+    monkeypatch.setenv("HF_HUB_CACHE", str(tmp_path / "hub"))
+    assert main(["make-tiny", "sd15", str(tmp_path / "sd15")]) == 0
+    prompts = tmp_path / "prompts.txt"
+    prompts.write_text("a cat\na dog\n")
+    config = {
+        "model": {"path": str(tmp_path / "sd15"), "dtype": "bfloat16", "height": 16, "width": 16},
+        "lora": lora,
+        "reward": {"terms": {"aesthetic": 1.0}, "reward_scale": 10.0},
+        "prompts": {"train": str(prompts), "eval": str(prompts)},
+        "method": {"name": "adjoint_matching", "num_steps": 3},
+        "train": {"iterations": 1, "batch_size": 2, "lr": 1e-3},
+        "device": "cpu",
+    }
+    path = tmp_path / "run.yaml"
+    path.write_text(yaml.safe_dump(config))
+    assert main(["finetune", str(path), "--run-dir", str(tmp_path / "run")]) == 0
+    if lora is None:
+        from safetensors.torch import load_file
+
+        saved = load_file(
+            tmp_path / "run" / "result" / "unet" / "diffusion_pytorch_model.safetensors"
+        )
+        assert {t.dtype for t in saved.values()} == {torch.float32}
+
+
+def test_tf32_switch_sets_both_backends_and_the_config_key_is_typed(tmp_path):
+    """``model.tf32`` (default false) switches TF32 for cuBLAS matmuls and cuDNN convolutions
+    together, as the authors' ``src/train.py`` lines 27-30 (microsoft/soc-fine-tuning-sd)."""
+    from am.t2i.denoisers import set_tf32
+    from amcli.config import ConfigError
+    from amcli.t2i import parse_t2i_config
+
+    before = torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32
+    try:
+        set_tf32(True)
+        assert torch.backends.cuda.matmul.allow_tf32 and torch.backends.cudnn.allow_tf32
+        set_tf32(False)
+        assert not torch.backends.cuda.matmul.allow_tf32 and not torch.backends.cudnn.allow_tf32
+        with pytest.raises(ValueError, match="tf32"):
+            set_tf32("yes")
+    finally:
+        torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32 = before
+    (tmp_path / "p.txt").write_text("a cat\n")
+    data = {
+        "model": {"path": "m"},
+        "prompts": {"train": str(tmp_path / "p.txt"), "eval": str(tmp_path / "p.txt")},
+        "train": {"iterations": 1, "batch_size": 1, "lr": 1e-5},
+    }
+    assert parse_t2i_config(data).model.tf32 is False
+    data["model"]["tf32"] = "yes"
+    with pytest.raises(ConfigError, match="model.tf32"):
+        parse_t2i_config(data)
