@@ -30,10 +30,16 @@ from transformers.models.blip.modeling_blip import BlipVisionModel
 from transformers.models.blip.modeling_blip_text import BlipTextModel
 
 from am.vision.base import ImageScorer, ScorerInfo
+from am.vision.checkpoints import WeightsMismatchError, check_shapes, module_shapes, read_shapes
 from am.vision.preprocess import OPENAI_CLIP_MEAN, OPENAI_CLIP_STD, Preprocess
 from am.vision.resources import MissingWeightsError, locate
 
-__all__ = ["ImageRewardScorer", "convert_official_state_dict", "imagereward_tokenizer"]
+__all__ = [
+    "ImageRewardScorer",
+    "convert_official_state_dict",
+    "imagereward_tokenizer",
+    "check_imagereward_file",
+]
 
 REWARD_MEAN = 0.16717362830052426
 REWARD_STD = 1.0333394966054072
@@ -189,14 +195,14 @@ class ImageRewardScorer(ImageScorer):
         self,
         vision_config: BlipVisionConfig,
         text_config: BlipTextConfig,
-        tokenizer: BertTokenizer,
+        tokenizer: BertTokenizer | None,
     ):
         super().__init__()
         if text_config.encoder_hidden_size != vision_config.hidden_size:
             raise ValueError("text_config.encoder_hidden_size must equal the vision width")
         if not text_config.is_decoder:
             raise ValueError("text_config.is_decoder must be True (it builds the cross-attention)")
-        if len(tokenizer) > text_config.vocab_size:
+        if tokenizer is not None and len(tokenizer) > text_config.vocab_size:
             raise ValueError(
                 f"tokenizer has {len(tokenizer)} tokens, model {text_config.vocab_size}"
             )
@@ -229,9 +235,10 @@ class ImageRewardScorer(ImageScorer):
         med = json.loads((directory / "med_config.json").read_text())
         vision_config = vision_config_vit_large()
         text_config = text_config_from_med(med, vision_config.hidden_size)
+        file = directory / "ImageReward.pt"
+        check_imagereward_file(file, vision_config, text_config)  # before building anything
         model = cls(vision_config, text_config, imagereward_tokenizer(vocab_dir / "vocab.txt"))
-        sd = torch.load(directory / "ImageReward.pt", map_location="cpu", weights_only=True)
-        return model.load_official(sd)
+        return model.load_official(torch.load(file, map_location="cpu", weights_only=True))
 
     def load_official(self, state_dict: Mapping[str, Tensor]) -> ImageRewardScorer:
         """Load an official-format state dict (see :func:`convert_official_state_dict`); every
@@ -280,3 +287,20 @@ class ImageRewardScorer(ImageScorer):
         input_ids, attention_mask = self.tokenize(prompts, images.device)
         raw = self.raw_reward(image_embeds, input_ids, attention_mask)
         return (raw - REWARD_MEAN) / REWARD_STD
+
+
+def check_imagereward_file(
+    file: str | Path, vision_config: BlipVisionConfig, text_config: BlipTextConfig
+) -> None:
+    """Raise :class:`WeightsMismatchError` naming ``file`` and the first offending keys unless
+    its keys (mapped by :func:`convert_official_state_dict`, the allow-listed BLIP
+    pre-training heads dropped) and shapes are exactly those of the model the configs describe
+    (built on ``meta``). Reads no tensor data."""
+    with torch.device("meta"):
+        expected = module_shapes(ImageRewardScorer(vision_config, text_config, None))
+    try:
+        converted = convert_official_state_dict(read_shapes(file))
+    except ValueError as err:
+        raise WeightsMismatchError(f"{file} does not fit ImageReward: {err}") from err
+    what = "ImageReward (keys as mapped: blip.visual_encoder -> vision, blip.text_encoder -> text)"
+    check_shapes(converted, expected, file=Path(file), model=what)
