@@ -137,8 +137,8 @@ def finetune(
     budget (default ``TrainConfig()``).
     ``run_dir``: checkpoints, exact resume and a ``metrics.jsonl`` log. A ``run_dir`` that holds
     a checkpoint of the same configuration is resumed (a message says from which iteration; a
-    finished run returns at once); one of another configuration is refused, naming the keys;
-    ``resume=False`` trains anew and overwrites it.
+    finished run returns at once, and a longer ``train.iterations`` continues it); one of another
+    configuration is refused, naming the keys; ``resume=False`` trains anew and overwrites it.
     ``threads``: torch threads while training (default 1, the fastest on small CPU problems;
     ``None`` leaves torch's setting, e.g. for a large model on many cores).
     """
@@ -173,7 +173,7 @@ def finetune(
             what = "finished, returning it" if trainer.iteration >= total else "resuming"
             print(
                 f"am.finetune: {trainer.checkpoint_path} is at iteration {trainer.iteration}"
-                f" of {total}: {what} (resume=False trains anew)",
+                f" of {total}: {what}",
                 file=sys.stderr,
             )
         start = trainer.iteration

@@ -137,6 +137,9 @@ def _check_type(value: Any, tp: Any, key: str) -> Any:
     if origin in (typing.Union, types.UnionType):
         if value is None and type(None) in typing.get_args(tp):
             return None  # before any dataclass arm, which would read null as "all defaults"
+        arms = [a for a in typing.get_args(tp) if a is not type(None)]
+        if len(arms) == 1 and dataclasses.is_dataclass(arms[0]):  # its error names the inner key
+            return _check_type(value, arms[0], key)
         errors = []
         for arm in typing.get_args(tp):
             try:
@@ -223,7 +226,12 @@ def split_method(data: dict) -> tuple[str, Any, dict]:
     if not isinstance(data, dict):
         raise ConfigError(f"config: expected a mapping, got {type(data).__name__}")
     data = dict(data)
-    method = dict(data.pop("method", None) or {})
+    method = data.pop("method", None) or {}
+    if not isinstance(method, dict):  # `method: adjoint_matching`: say how to write it
+        raise ConfigError(
+            f"method: expected a mapping such as {{name: {method}, num_steps: 40}}, got {method!r}"
+        )
+    method = dict(method)
     name = method.pop("name", "adjoint_matching")
     try:
         cls = method_class(name)

@@ -7,17 +7,19 @@
 
 The config (YAML) names the model (a directory or a Hub id in the local cache), the reward
 (image scorers from ``am.vision`` times ``reward_scale``), the prompt files, the method and its
-config, LoRA or a full fine-tune, training and sampling; it is validated, and the model, prompt
-files and reward weights are found, before any compute. ``finetune`` writes checkpoints (exact
-resume), ``metrics.jsonl`` and the result (``lora/`` in diffusers' format, or ``<denoiser>/``
-with ``save_pretrained``); ``sample`` writes PNGs and a ``metadata.csv`` that
-``python -m amcli.score_images`` scores.
+config, LoRA or a full fine-tune, training and sampling; it is validated, and the model's
+family, prompt files (relative to the config file) and reward weights are found, before any
+weights load. ``finetune`` writes checkpoints (exact resume; a run directory of other settings
+is refused, :mod:`amcli.t2i_settings`), ``metrics.jsonl`` and the result (``lora/`` in
+diffusers' format, or ``<denoiser>/`` with ``save_pretrained``); ``sample`` writes PNGs and a
+``metadata.csv`` that ``python -m amcli.score_images`` scores.
 """
 
 from __future__ import annotations
 
 import argparse
 import dataclasses
+import logging
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -120,12 +122,14 @@ class T2IConfig:
 
 def parse_t2i_config(data: dict, base_dir: Path | None = None) -> T2IConfig:
     """A validated :class:`T2IConfig`: keys and types, the method and its config, the scorer
-    names, the prompt files (relative to ``base_dir``) and the dtype."""
+    names, the prompt files (relative to ``base_dir``, default the working directory; returned
+    absolute), the dtype, and a ``train`` section that sets its budget."""
     from am.t2i.loading import DTYPES
     from am.vision import SCORERS
 
     name, method_config, rest = split_method(data)
     cfg = build_dataclass(T2IConfig, rest)
+    _require_train(rest.get("train"))  # after the key check: a typo is named as such
     if not cfg.model.path:
         raise ConfigError("model.path: name a model directory or a Hub id")
     if cfg.model.dtype not in DTYPES:
@@ -133,11 +137,14 @@ def parse_t2i_config(data: dict, base_dir: Path | None = None) -> T2IConfig:
     unknown = sorted(set(cfg.reward.terms) - set(SCORERS))
     if unknown or not cfg.reward.terms:
         raise ConfigError(f"reward.terms: unknown scorer(s) {unknown}; known: {list(SCORERS)}")
+    files = {}
     for key in ("train", "eval"):
         value = getattr(cfg.prompts, key)
         path = Path(value) if base_dir is None or Path(value).is_absolute() else base_dir / value
         if not value or not path.is_file():
-            raise ConfigError(f"prompts.{key}: prompt file {value!r} not found ({path})")
+            raise ConfigError(f"prompts.{key}: prompt file {value!r} not found ({path.resolve()})")
+        files[key] = str(path.resolve())
+    cfg = dataclasses.replace(cfg, prompts=dataclasses.replace(cfg.prompts, **files))
     _diffusion_spec(cfg.sample.diffusion, "sample.diffusion")
     _scheduler_spec(cfg.sample)
     _schedule_spec(cfg, method_config)
@@ -205,11 +212,41 @@ def _diffusion_spec(spec: str, key: str):
         ) from None
 
 
+# TrainConfig's defaults (lr 3e-3, batch 256, 1000 iterations) suit the toy problems; on a
+# 1B-parameter model they would burn GPU-days on a diverging run: a config states its own
+_REQUIRED_TRAIN = ("iterations", "batch_size", "lr")
+
+
+def _require_train(train) -> None:
+    if not isinstance(train, dict):
+        raise ConfigError(
+            f"train: missing; a text-to-image config sets its budget ({', '.join(_REQUIRED_TRAIN)}"
+            "): the library's defaults are the toy problems' (lr 3e-3, batch 256)"
+        )
+    missing = [f"train.{k}" for k in _REQUIRED_TRAIN if k not in train]
+    if missing:
+        raise ConfigError(f"{', '.join(missing)}: missing; a text-to-image config sets it")
+
+
 def load_config(path: str) -> T2IConfig:
+    """The :class:`T2IConfig` of a YAML file; its prompt files are relative to its folder."""
     p = Path(path)
     if not p.is_file():
         raise SystemExit(f"config file not found: {p.resolve()}")
-    return parse_t2i_config(yaml.safe_load(p.read_text()) or {})
+    try:
+        data = yaml.safe_load(p.read_text())
+    except yaml.YAMLError as e:
+        mark = getattr(e, "problem_mark", None)
+        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
+        problem = getattr(e, "problem", None) or str(e).splitlines()[0]
+        raise ConfigError(f"YAML syntax error{where}: {problem}") from None
+    return parse_t2i_config(data or {}, base_dir=p.resolve().parent)
+
+
+def _log_to_stderr() -> None:
+    """This CLI's messages as plain lines on stderr (unless the caller configured logging)."""
+    logging.basicConfig(format="%(message)s")
+    logging.getLogger("amcli").setLevel(logging.INFO)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -233,6 +270,7 @@ def main(argv: list[str] | None = None) -> int:
     tiny.add_argument("family", choices=["sd15", "sd3", "flux"])
     tiny.add_argument("directory")
     args = ap.parse_args(argv)
+    _log_to_stderr()
     if args.command == "make-tiny":
         from amcli.t2i_run import make_tiny
 
@@ -246,22 +284,25 @@ def main(argv: list[str] | None = None) -> int:
     if args.command == "check":
         print(yaml.safe_dump(dataclasses.asdict(cfg), sort_keys=False))
         return 0
+    from tqdm.contrib.logging import logging_redirect_tqdm
+
     from amcli.t2i_run import ResourceError, finetune, sample
 
+    if args.command == "finetune" and args.run_dir is None:
+        ap.error("finetune needs --run-dir")
     try:
-        if args.command == "finetune":
-            if args.run_dir is None:
-                ap.error("finetune needs --run-dir")
-            finetune(cfg, Path(args.run_dir))
-        else:
-            sample(
-                cfg,
-                run_dir=args.run_dir and Path(args.run_dir),
-                out=Path(args.out),
-                prompts_file=args.prompts,
-            )
+        with logging_redirect_tqdm():  # log lines above the progress bar, not through it
+            if args.command == "finetune":
+                finetune(cfg, Path(args.run_dir))
+            else:
+                sample(
+                    cfg,
+                    run_dir=args.run_dir and Path(args.run_dir),
+                    out=Path(args.out),
+                    prompts_file=args.prompts,
+                )
     except ResourceError as e:
-        print(f"error: {e}", file=sys.stderr)
+        print(f"error in {args.config}: {e}", file=sys.stderr)
         return 2
     return 0
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import sys
+import logging
 from pathlib import Path
 
 import pandas as pd
@@ -13,13 +13,12 @@ import yaml
 
 from amcli.run import atomic_write_text
 from amcli.t2i import schedule_options
+from amcli.t2i_checks import ResourceError, check_finetune, check_sample
 
 __all__ = ["ResourceError", "make_tiny", "finetune", "sample"]
 
 
-class ResourceError(RuntimeError):
-    """A model, prompt file or weight file the config names is missing, or the model is one
-    this suite cannot fine-tune (an unsupported scheduler or prediction type)."""
+log = logging.getLogger("amcli.t2i")
 
 
 def make_tiny(family: str, directory: Path) -> None:
@@ -28,7 +27,7 @@ def make_tiny(family: str, directory: Path) -> None:
 
     pipe = {"sd15": tiny_sd15, "sd3": tiny_sd3, "flux": tiny_flux}[family]()
     pipe.save_pretrained(directory)
-    print(f"wrote a tiny {family} pipeline to {directory}", file=sys.stderr)
+    log.info("wrote a tiny %s pipeline to %s", family, directory)
 
 
 def _device(cfg) -> torch.device:
@@ -62,7 +61,9 @@ def _diffusion(spec: str, schedule):
 def finetune(cfg, run_dir: Path) -> Path:
     """Fine-tune, checkpointing into ``run_dir`` (resumed when it holds a checkpoint of the same
     config); the result goes to ``run_dir/lora`` (diffusers' LoRA format) or
-    ``run_dir/result/<denoiser>`` (``save_pretrained``). Returns that path."""
+    ``run_dir/result/<denoiser>`` (``save_pretrained``). Returns that path. Everything it needs
+    is checked before any weights load (:mod:`amcli.t2i_checks`), a run directory of other
+    settings is refused (:mod:`amcli.t2i_settings`), and a finished run returns at once."""
     import am
     from am.t2i.lora import DENOISER_OF, LoraSettings
     from am.t2i.prompts import read_prompts
@@ -70,6 +71,12 @@ def finetune(cfg, run_dir: Path) -> Path:
     from am.vision import MissingWeightsError, load_reward
     from baselines.registry import method_class
 
+    plan = check_finetune(cfg, run_dir)
+    if plan.finished is not None:
+        log.info("%s already holds this run, finished: %s", run_dir, plan.finished)
+        return plan.finished
+    for note in plan.notes:
+        log.info(note)
     device = _device(cfg)
     pipe = _pipeline(cfg, device)
     prompts = read_prompts(cfg.prompts.train)
@@ -94,7 +101,10 @@ def finetune(cfg, run_dir: Path) -> Path:
     from am.distributed import data_parallel
 
     if data_parallel().is_main:
+        from amcli.t2i_settings import record
+
         atomic_write_text(run_dir / "config.yaml", yaml.safe_dump(_plain(cfg), sort_keys=False))
+        record(cfg, run_dir)
     result = am.finetune(
         **setup.finetune_kwargs(), reward_scale=cfg.reward.reward_scale,
         method=method_class(cfg.method), config=cfg.method_config, train=cfg.train,
@@ -107,6 +117,13 @@ def finetune(cfg, run_dir: Path) -> Path:
         out = setup.save(result.model, out)
         summary = {"iterations": result.iterations, "seconds": result.seconds, "saved": str(out)}
         atomic_write_text(run_dir / "result.json", json.dumps(summary, indent=1))
+        kind = "LoRA in diffusers' format" if lora is not None else "the denoiser, save_pretrained"
+        log.info(
+            "done: %d iterations in %.0f s; %s holds %s/ (%s), checkpoint.pt (resume or extend "
+            "train.iterations), metrics.jsonl (loss and reward per iteration), settings.json, "
+            "config.yaml, result.json", result.iterations, result.seconds, run_dir,
+            out.relative_to(run_dir), kind,
+        )  # fmt: skip
     return out
 
 
@@ -138,6 +155,8 @@ def sample(cfg, *, run_dir: Path | None, out: Path, prompts_file: str | None = N
     """``cfg.sample.per_prompt`` images of every prompt of ``prompts_file`` (default the
     config's eval prompts) from the base (``run_dir=None``) or the fine-tuned model, as PNGs in
     ``out`` with a ``metadata.csv`` (``file_name``, ``prompt``, ``seed``)."""
+    from tqdm.auto import tqdm
+
     import am
     from am.conditions import tile
     from am.models import GuidedVelocity
@@ -146,6 +165,7 @@ def sample(cfg, *, run_dir: Path | None, out: Path, prompts_file: str | None = N
     from am.t2i.sampling import parse_sampler, pipeline_images, use_scheduler
     from am.t2i.setup import denoiser_velocity
 
+    check_sample(cfg, run_dir, prompts_file)
     device = _device(cfg)
     pipe = _pipeline(cfg, device)
     if run_dir is not None:
@@ -176,6 +196,7 @@ def sample(cfg, *, run_dir: Path | None, out: Path, prompts_file: str | None = N
     out.mkdir(parents=True, exist_ok=True)
     rows = []
     generator = torch.Generator(device).manual_seed(s.seed)
+    bar = tqdm(total=len(jobs), unit="image", desc="sample", mininterval=1.0)
     for start in range(0, len(jobs), s.batch_size):
         batch = jobs[start : start + s.batch_size]
         if sampler is not None:
@@ -200,5 +221,11 @@ def sample(cfg, *, run_dir: Path | None, out: Path, prompts_file: str | None = N
 
             Image.fromarray(array).save(out / name)
             rows.append({"file_name": name, "prompt": prompt, "index": k})
+        bar.update(len(batch))
+    bar.close()
     atomic_write_text(out / "metadata.csv", pd.DataFrame(rows).to_csv(index=False))
+    log.info(
+        "done: %s holds %d images (%d prompts x %d) and metadata.csv; score them with "
+        "python -m amcli.score_images %s", out, len(rows), len(prompts), s.per_prompt, out,
+    )  # fmt: skip
     return out

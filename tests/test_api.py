@@ -48,11 +48,26 @@ def test_reused_run_dir_resumes_with_a_message_and_resume_false_trains_anew(tmp_
     assert again.start_iteration == 4 and again.history == []
     x, t = torch.randn(8, 1), torch.rand(8)
     assert torch.equal(first.model(x, t), again.model(x, t))
+    assert "resume=" not in err  # the message names no argument a command line lacks
+    other = dict(args, train=am.TrainConfig(iterations=6, batch_size=8))
+    with pytest.raises(ValueError, match="different config.*train.batch_size"):
+        am.finetune(p.velocity, p.reward, **other)
     longer = dict(args, train=am.TrainConfig(iterations=6, batch_size=16))
-    with pytest.raises(ValueError, match="train.iterations"):
-        am.finetune(p.velocity, p.reward, **longer)
     anew = am.finetune(p.velocity, p.reward, **dict(longer, resume=False))
     assert anew.start_iteration == 0 and anew.iterations == 6
+
+    # a longer budget continues a run: 4 iterations, then 2 more, as 6 at once (constant lr)
+    def run(iterations, run_dir=None):
+        train = am.TrainConfig(iterations=iterations, batch_size=16, lr_schedule="constant")
+        return am.finetune(p.velocity, p.reward, **dict(args, train=train, run_dir=run_dir))
+
+    torch.manual_seed(1)  # the model's initialisation
+    assert run(4, tmp_path / "ext").iterations == 4
+    extended = run(6, tmp_path / "ext")
+    torch.manual_seed(1)
+    straight = run(6)
+    assert extended.start_iteration == 4 and extended.iterations == 6
+    torch.testing.assert_close(extended.model(x, t), straight.model(x, t), rtol=0, atol=0)
 
 
 def test_threads_are_set_while_training_and_restored(monkeypatch):

@@ -3,23 +3,38 @@
 ``load_pipeline("stabilityai/stable-diffusion-3.5-medium")`` reads the cache
 (``$HF_HUB_CACHE``) without touching the network; ``load_pipeline("/data/sd15")`` a directory
 saved with ``save_pretrained``. A missing model raises :class:`ModelNotFoundError` naming the
-model, the file looked for (``model_index.json``) and every place looked.
+model, the file looked for (``model_index.json``) and every place looked; a pipeline family this
+suite cannot fine-tune raises :class:`UnsupportedModelError` (:func:`model_family`, which reads
+``model_index.json`` alone, so a CLI can refuse it before loading gigabytes).
 """
 
 from __future__ import annotations
 
+import json
 import os
 from pathlib import Path
 
 import torch
 
-__all__ = ["ModelNotFoundError", "resolve_model", "load_pipeline", "DTYPES"]
+__all__ = [
+    "ModelNotFoundError",
+    "UnsupportedModelError",
+    "resolve_model",
+    "model_family",
+    "load_pipeline",
+    "DTYPES",
+]
 
 DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
 
 
 class ModelNotFoundError(FileNotFoundError):
     """A pipeline's files are not on this machine."""
+
+
+class UnsupportedModelError(ValueError):
+    """A pipeline whose family (``model_index.json``'s ``_class_name``) this suite cannot
+    fine-tune."""
 
 
 def resolve_model(path_or_id: str) -> Path:
@@ -43,19 +58,41 @@ def resolve_model(path_or_id: str) -> Path:
     raise ModelNotFoundError(
         f"model {path_or_id!r}: model_index.json not found. Looked in:\n"
         + "\n".join(looked)
-        + "\nDownload it on a machine with network access (`huggingface-cli download "
-        f"{path_or_id}`) and copy the cache, or pass a directory saved with save_pretrained."
+        + f"\nDownload it on a machine with network access (`hf download {path_or_id}`) and "
+        "copy the cache, or pass a directory saved with save_pretrained."
     )
 
 
+def model_family(path_or_id: str) -> str:
+    """The pipeline class ``model_index.json`` names (``_class_name``), checked against the
+    families this suite fine-tunes (:data:`am.t2i.lora.DENOISER_OF`), without loading any
+    weights. Raises :class:`ModelNotFoundError` (no ``model_index.json``) or
+    :class:`UnsupportedModelError`."""
+    from am.t2i.lora import DENOISER_OF
+
+    index = resolve_model(path_or_id) / "model_index.json"
+    try:
+        name = json.loads(index.read_text()).get("_class_name")
+    except (json.JSONDecodeError, AttributeError) as e:
+        raise UnsupportedModelError(f"{index}: not a diffusers model index ({e})") from None
+    if name not in DENOISER_OF:
+        raise UnsupportedModelError(
+            f"{index} names the pipeline {name!r}, which this suite cannot fine-tune; "
+            f"supported: {', '.join(DENOISER_OF)}"
+        )
+    return name
+
+
 def load_pipeline(path_or_id: str, dtype: str = "float32", device: str | torch.device = "cpu"):
-    """The pipeline of ``path_or_id`` (see :func:`resolve_model`), every component in eval
-    mode, frozen, in ``dtype`` (``float32``, ``bfloat16`` or ``float16``) on ``device``."""
+    """The pipeline of ``path_or_id`` (see :func:`resolve_model`; a family this suite cannot
+    fine-tune is refused first, :func:`model_family`), every component in eval mode, frozen, in
+    ``dtype`` (``float32``, ``bfloat16`` or ``float16``) on ``device``."""
     from diffusers import DiffusionPipeline
 
     if dtype not in DTYPES:
         raise ValueError(f"dtype must be one of {sorted(DTYPES)}, got {dtype!r}")
     directory = resolve_model(path_or_id)
+    model_family(str(directory))  # before any weights load
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     pipe = DiffusionPipeline.from_pretrained(directory, dtype=DTYPES[dtype], local_files_only=True)
     for component in pipe.components.values():

@@ -17,7 +17,7 @@ pytest.importorskip("peft")
 from am.vision.clip import AestheticMLP  # noqa: E402
 from am.vision.testing import tiny_clip_dir  # noqa: E402
 from amcli.config import ConfigError  # noqa: E402
-from amcli.t2i import main, parse_t2i_config  # noqa: E402
+from amcli.t2i import load_config, main  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[2]
 PROMPTS = ROOT / "data" / "prompts"
@@ -66,16 +66,31 @@ def _weights(world, monkeypatch):
 
 
 @pytest.mark.parametrize("lora", [{"rank": 4, "alpha": 8.0}, None], ids=["lora", "full"])
-def test_finetune_sample_score(world, lora):
+def test_finetune_sample_score(world, lora, capsys, caplog):
     tag = "lora" if lora else "full"
     config = write_config(world, f"{tag}.yaml", lora=lora)
     run_dir = world / "runs" / tag
+    caplog.set_level("INFO", logger="amcli")
     assert main(["finetune", str(config), "--run-dir", str(run_dir)]) == 0
     saved = run_dir / ("lora" if lora else "result/unet")
     assert saved.is_dir() and json.loads((run_dir / "result.json").read_text())["iterations"] == 2
     assert (run_dir / "checkpoint.pt").is_file() and (run_dir / "config.yaml").is_file()
+    # feedback: the bar (micro-batches, iteration, loss, reward) and where the result went
+    bar = capsys.readouterr().err.split("\r")[-1]
+    assert "fine-tune: 100%" in bar and "2/2 [" in bar and "iteration 2/2, loss " in bar, bar
+    last = caplog.records[-1].getMessage()
+    assert (
+        last.startswith("done: 2 iterations in ")
+        and f"{run_dir} holds {saved.relative_to(run_dir)}/" in last
+    )
     out_ft, out_base = world / "samples" / tag, world / "samples" / f"{tag}-base"
     assert main(["sample", str(config), "--run-dir", str(run_dir), "--out", str(out_ft)]) == 0
+    assert "sample: 100%" in capsys.readouterr().err
+    assert (
+        caplog.records[-1]
+        .getMessage()
+        .startswith(f"done: {out_ft} holds 16 images (8 prompts x 2)")
+    )
     assert main(["sample", str(config), "--out", str(out_base)]) == 0
     meta = pd.read_csv(out_ft / "metadata.csv")
     assert len(meta) == 16 and meta["prompt"].nunique() == 8
@@ -152,20 +167,30 @@ def test_unsupported_prediction_type_is_refused(world, tmp_path, capsys):
     assert "prediction_type 'sample'" in capsys.readouterr().err
 
 
-@pytest.mark.parametrize("name", ["sd15_authors.yaml", "paper.yaml"])
+@pytest.mark.parametrize("name", ["sd15_authors.yaml", "paper.yaml", "t2i_tiny.yaml"])
 def test_shipped_configs_parse(name, tmp_path, monkeypatch):
-    data = yaml.safe_load((ROOT / "config" / name).read_text())
-    monkeypatch.chdir(tmp_path)  # the prompt files are fetched there, as `amcli.prompts` does
+    """Laid out as in the repository (config/, data/prompts/ where `amcli.prompts` fetches),
+    read from another working directory: the prompt files are relative to the config file."""
+    (tmp_path / "config").mkdir()
+    path = tmp_path / "config" / name
+    path.write_text((ROOT / "config" / name).read_text())
+    data = yaml.safe_load(path.read_text())
     (tmp_path / "data" / "prompts").mkdir(parents=True)
     for key in ("train", "eval"):
-        (tmp_path / data["prompts"][key]).write_text("a prompt\n")
-    cfg = parse_t2i_config(data)
-    assert cfg.method == "adjoint_matching" and cfg.reward.terms == {"imagereward": 1.0}
-    # the authors drop high-loss terms; the paper's protocol does not
-    assert cfg.method_config.drop_quantile == (0.9 if name == "sd15_authors.yaml" else None)
-    (tmp_path / data["prompts"]["eval"]).unlink()
+        (tmp_path / "config" / data["prompts"][key]).write_text("a prompt\n")
+    monkeypatch.chdir(tmp_path / "data")
+    cfg = load_config(str(path))
+    assert cfg.method == "adjoint_matching"
+    assert cfg.prompts.eval == str(
+        tmp_path / "data" / "prompts" / Path(data["prompts"]["eval"]).name
+    )
+    if name != "t2i_tiny.yaml":
+        assert cfg.reward.terms == {"imagereward": 1.0}
+        # the authors drop high-loss terms; the paper's protocol does not
+        assert cfg.method_config.drop_quantile == (0.9 if name == "sd15_authors.yaml" else None)
+    (tmp_path / "config" / data["prompts"]["eval"]).unlink()
     with pytest.raises(ConfigError, match="prompts.eval"):
-        parse_t2i_config(data)
+        load_config(str(path))
 
 
 def test_two_processes_equal_one_process(world, tmp_path):

@@ -104,9 +104,11 @@ def test_t2i_gpu_config_plans_gpu_jobs(tmp_path):
     GPU in each of them. The published prompt files are not in the repository (amcli.prompts
     fetches them): the demonstration prompts stand in for the plan."""
     paper = (ROOT / "config" / "paper.yaml").read_text()
-    paper = paper.replace("data/prompts/refl_train.txt", str(ROOT / "data/prompts/demo_train.txt"))
     paper = paper.replace(
-        "data/prompts/imagereward_benchmark.txt", str(ROOT / "data/prompts/demo_eval.txt")
+        "../data/prompts/refl_train.txt", str(ROOT / "data/prompts/demo_train.txt")
+    )
+    paper = paper.replace(
+        "../data/prompts/imagereward_benchmark.txt", str(ROOT / "data/prompts/demo_eval.txt")
     )
     (tmp_path / "paper.yaml").write_text(paper)
     config = yaml.safe_load((ROOT / "config" / "t2i_gpu.yaml").read_text())

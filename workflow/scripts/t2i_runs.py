@@ -12,8 +12,9 @@ ROOT = Path(__file__).resolve().parents[2]
 
 def t2i_run_config(t2i: dict, method: str, tiny_model: str | None = None) -> dict:
     """One method's run config (``python -m amcli.t2i``): the file ``t2i["config"]`` with that
-    method's section, the tiny model's path when one is built, and the prompt files made
-    absolute (a cluster job may start anywhere)."""
+    method's section, the tiny model's path when one is built, and the prompt files (relative to
+    the config file, as ``python -m amcli.t2i`` reads them) made absolute: the run config is
+    written elsewhere, and a cluster job may start anywhere."""
     path = Path(t2i["config"])
     path = path if path.is_file() else ROOT / path
     data = yaml.safe_load(path.read_text())
@@ -21,6 +22,5 @@ def t2i_run_config(t2i: dict, method: str, tiny_model: str | None = None) -> dic
     if tiny_model is not None:
         data["model"] = {**data.get("model", {}), "path": os.path.abspath(tiny_model)}
     for key in ("train", "eval"):
-        p = Path(data["prompts"][key])
-        data["prompts"][key] = str(p.resolve() if p.is_file() else (ROOT / p).resolve())
+        data["prompts"][key] = str((path.parent / data["prompts"][key]).resolve())
     return data

@@ -1,0 +1,99 @@
+"""What ``python -m amcli.t2i`` checks before any weights load.
+
+A text-to-image model is gigabytes and minutes to load; everything that can be known from files
+is checked first, each failure naming the config key: the pipeline family (``model_index.json``'s
+``_class_name``, ``model.path``), every scorer's weight files (``reward.terms.<scorer>``), the
+run directory's recorded settings (:mod:`amcli.t2i_settings`), and for ``sample`` the prompt
+file and the fine-tuning result it will load.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+
+__all__ = ["ResourceError", "FinetunePlan", "check_finetune", "check_sample", "result_path"]
+
+
+class ResourceError(RuntimeError):
+    """A model, prompt file or weight file the config names is missing, the model is one this
+    suite cannot fine-tune, or a run directory holds a run made under other settings; the
+    message starts with the config key."""
+
+
+@dataclass(frozen=True)
+class FinetunePlan:
+    """``notes``: what to tell the user before the run (an extended budget); ``finished``: the
+    saved result when the run directory already holds this run, finished (nothing to do)."""
+
+    notes: list[str] = field(default_factory=list)
+    finished: Path | None = None
+
+
+def check_model(cfg) -> str:
+    """The pipeline class of ``model.path`` (from ``model_index.json`` alone)."""
+    from am.t2i.loading import ModelNotFoundError, UnsupportedModelError, model_family
+
+    try:
+        return model_family(cfg.model.path)
+    except (ModelNotFoundError, UnsupportedModelError) as e:
+        raise ResourceError(f"model.path: {e}") from None
+
+
+def check_scorers(cfg) -> None:
+    """Every file of every scorer of ``reward.terms`` is on this machine (``reward.weights``
+    names a scorer's own directory, as :func:`am.vision.load_reward` reads it)."""
+    from am.vision import SCORERS, MissingWeightsError, locate
+
+    for name in cfg.reward.terms:
+        for i, resource in enumerate(SCORERS[name].resources):
+            try:  # the override is the scorer's main resource's directory
+                locate(resource, cfg.reward.weights.get(name) if i == 0 else None)
+            except MissingWeightsError as e:
+                raise ResourceError(f"reward.terms.{name}: {e}") from None
+
+
+def result_path(run_dir: Path, family: str, lora: bool) -> Path:
+    """Where :func:`amcli.t2i_run.finetune` saves a run's result."""
+    from am.t2i.lora import DENOISER_OF
+
+    return run_dir / "lora" if lora else run_dir / "result" / DENOISER_OF[family][0]
+
+
+def check_finetune(cfg, run_dir: Path) -> FinetunePlan:
+    """Model, scorers and the run directory's settings; a run directory that holds this very
+    run, finished, is reported as such (``finished``)."""
+    from amcli.t2i_settings import SettingsError, compare_settings
+
+    family = check_model(cfg)
+    try:
+        notes = compare_settings(cfg, run_dir)
+    except SettingsError as e:
+        raise ResourceError(f"--run-dir: {e}") from None
+    summary = run_dir / "result.json"
+    if not notes and summary.is_file():
+        saved = result_path(run_dir, family, cfg.lora is not None)
+        done = json.loads(summary.read_text()).get("iterations") == cfg.train.iterations
+        if done and saved.is_dir():
+            return FinetunePlan(finished=saved)
+    check_scorers(cfg)
+    return FinetunePlan(notes=notes)
+
+
+def check_sample(cfg, run_dir: Path | None, prompts_file: str | None) -> None:
+    """Model, the prompt file of ``--prompts`` (relative to the working directory) and the
+    fine-tuning result of ``--run-dir``."""
+    family = check_model(cfg)
+    if prompts_file is not None and not Path(prompts_file).is_file():
+        raise ResourceError(
+            f"--prompts: prompt file {prompts_file!r} not found ({Path(prompts_file).resolve()})"
+        )
+    if run_dir is not None:
+        saved = result_path(run_dir, family, (run_dir / "lora").is_dir())
+        if not saved.is_dir():
+            raise ResourceError(
+                f"--run-dir: {run_dir} holds no fine-tuning result (looked for "
+                f"{run_dir / 'lora'} and {result_path(run_dir, family, False)}): run "
+                "`python -m amcli.t2i finetune` first"
+            )
