@@ -3,7 +3,9 @@ where to put them, and whether they are on this machine.
 
 Nothing is downloaded unless asked: ``--download NAME`` (repeatable) fetches one resource into
 ``$AM_WEIGHTS/NAME`` from the Hugging Face Hub or its URL, on a machine with network access.
-``--check`` exits 1 when any listed resource is missing (``--only NAME`` to restrict).
+``--check`` also checks every present resource's weight files against the model that would load
+them (keys and shapes from the files' headers, no tensor data read; ``am.vision.validate``) and
+exits 1 when any listed resource is missing or does not fit (``--only NAME`` to restrict).
 """
 
 from __future__ import annotations
@@ -48,7 +50,11 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument(
         "--download", action="append", default=[], metavar="NAME", choices=sorted(RESOURCES)
     )
-    ap.add_argument("--check", action="store_true", help="exit 1 if anything listed is missing")
+    ap.add_argument(
+        "--check",
+        action="store_true",
+        help="check keys and shapes too; exit 1 if anything listed is missing or does not fit",
+    )
     ap.add_argument(
         "--only", action="append", default=[], metavar="NAME", choices=sorted(RESOURCES)
     )
@@ -71,10 +77,21 @@ def main(argv: list[str] | None = None) -> int:
         f"Weights directory: {weights_root()} (set AM_WEIGHTS to change it); the Hugging Face "
         "cache is searched too. Nothing downloads at run time.\n"
     )
+    invalid: dict[str, str] = {}
+    if args.check:
+        from am.vision.validate import validate
+
+        for status in rows:
+            if status.found is not None:
+                problem = validate(status.resource.name, status.found)
+                if problem:
+                    invalid[status.resource.name] = problem
     for status in rows:
         r = status.resource
         source = f"huggingface.co/{r.repo_id}" if r.repo_id else "\n      ".join(r.urls)
         state = f"found in {status.found}" if status.found else "MISSING"
+        if r.name in invalid:
+            state = f"DOES NOT FIT: {invalid[r.name]}"
         print(
             f"{r.name}  [{state}]\n  {r.description}\n  files: {shown_files(r)} "
             f"({r.size})\n  source: {source}\n  place in: {weights_root() / r.name}"
@@ -85,8 +102,9 @@ def main(argv: list[str] | None = None) -> int:
     print(
         f"{len(rows) - len(missing)} of {len(rows)} present"
         + (f"; missing: {', '.join(missing)}" if missing else "")
+        + (f"; not fitting their models: {', '.join(invalid)}" if invalid else "")
     )
-    return 1 if args.check and missing else 0
+    return 1 if args.check and (missing or invalid) else 0
 
 
 if __name__ == "__main__":

@@ -306,3 +306,21 @@ def test_missing_adapter_weights_named(weights, tmp_path, monkeypatch):
     (directory / "ensemble_lora" / "adapter_model.safetensors").unlink()
     with pytest.raises(MissingWeightsError, match="ensemble_lora/adapter_model.safetensors or"):
         DreamSimEmbedder.from_pretrained(directory)
+
+
+def test_resources_check_validates_the_ensemble_files(weights, tmp_path):
+    from safetensors.torch import load_file, save_file
+
+    from am.vision.checkpoints import WeightsMismatchError
+    from am.vision.validate import check_dreamsim_dir
+
+    check_dreamsim_dir(weights, vit=tiny_vit)  # the fitting files pass
+    directory = _copy(weights, tmp_path / "ds")
+    file = directory / "ensemble_lora" / "adapter_model.safetensors"
+    state = load_file(file)
+    key = sorted(state)[-1]
+    state[key.replace("blocks", "block")] = state.pop(key)
+    save_file(state, file)
+    with pytest.raises(WeightsMismatchError, match="unexpected 1 key") as err:
+        check_dreamsim_dir(directory, vit=tiny_vit)
+    assert str(file) in str(err.value) and key in str(err.value)
