@@ -16,6 +16,8 @@ import yaml
 
 pytest.importorskip("diffusers")
 
+import test_t2i_cli  # noqa: E402
+
 import am.methods.adjoint_matching as am_module  # noqa: E402
 from am.loss import StepSubset  # noqa: E402
 from am.methods.adjoint_matching import AdjointMatching, AdjointMatchingConfig  # noqa: E402
@@ -26,6 +28,9 @@ from am.t2i.prompts import PromptSampler, encode_prompts, null_condition  # noqa
 from am.t2i.schedules import schedule_from_scheduler  # noqa: E402
 from am.t2i.testing import tiny_sd15  # noqa: E402
 from am.train import DRAW_POSITION, DrawPosition, TrainConfig, Trainer  # noqa: E402
+
+# the CLI tests' tiny pipeline saved to disk and tiny scorer weights (their fixtures)
+world, _weights, write_config = test_t2i_cli.world, test_t2i_cli._weights, test_t2i_cli.write_config
 
 ROOT = Path(__file__).resolve().parents[2]
 K = 50
@@ -311,3 +316,51 @@ def test_item_8_trainer_sets_the_draw_position(pipe, monkeypatch):
                 progress=False)  # fmt: skip
     flat = torch.cat(drawn).tolist()
     assert sorted(flat[:3]) == [0, 1, 2] and sorted(flat[3:6]) == [0, 1, 2]
+
+
+def test_item_10_tf32_as_their_train_script():
+    """(10) src/train.py lines 27-30: both TF32 flags on when use_tf32."""
+    from am.t2i.denoisers import set_tf32
+
+    before = torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32
+    try:
+        set_tf32(authors_yaml()["model"]["tf32"])
+        assert torch.backends.cuda.matmul.allow_tf32 and torch.backends.cudnn.allow_tf32
+    finally:
+        torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32 = before
+
+
+def test_the_cli_passes_every_option_on(world, monkeypatch):
+    """config -> fine-tune and sample: the schedule, prompt order and method options of
+    sd15_authors.yaml reach the problem (a tiny pipeline from disk, 10 steps)."""
+    import am.t2i.setup as setup_module
+    from am.t2i.schedules import FineTuningVPSchedule
+    from amcli.t2i import main
+
+    seen = []
+    for name in ("text_to_image", "denoiser_velocity"):
+        real = getattr(setup_module, name)
+
+        def spy(*args, _real=real, **kwargs):
+            seen.append(kwargs)
+            return _real(*args, **kwargs)
+
+        monkeypatch.setattr(setup_module, name, spy)
+    theirs = authors_yaml()
+    method = theirs["method"] | {"num_steps": 10, "rollout_guidance": 1.0, "drop_quantile": None}
+    train = theirs["train"] | {"iterations": 2, "batch_size": 4, "micro_batches": 2,
+                               "checkpoint_every": 0}  # fmt: skip
+    config = write_config(world, "authors.yaml", method=method, train=train,
+                          sample={"per_prompt": 1, "num_steps": 10, "batch_size": 9})  # fmt: skip
+    data = yaml.safe_load(config.read_text())
+    data["model"] |= {k: theirs["model"][k] for k in ("betas", "final_alpha_bar")}
+    data["prompts"]["order"] = "epochs"
+    config.write_text(yaml.safe_dump(data))
+    run_dir = world / "runs" / "authors"
+    assert main(["finetune", str(config), "--run-dir", str(run_dir)]) == 0
+    assert main(["sample", str(config), "--out", str(world / "samples" / "authors")]) == 0
+    options = dict(betas=(0.002, 0.009), final_alpha_bar="half", num_steps=10)
+    assert seen[0]["schedule_options"] == options and seen[0]["prompt_order"] == "epochs"
+    assert [s["schedule_options"] for s in seen[1:]] == [options, options]  # training, sampling
+    schedule = schedule_from_scheduler(tiny_sd15().scheduler, **options)
+    assert isinstance(schedule, FineTuningVPSchedule)
