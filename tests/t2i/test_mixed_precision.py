@@ -166,9 +166,10 @@ def test_model_dtype_device_is_the_state_dtype():
 
 @pytest.mark.parametrize("lora", [{"rank": 4, "alpha": 4.0}, None], ids=["lora", "full"])
 def test_cli_bf16_finetune_on_cpu_with_a_real_scorer(tmp_path, monkeypatch, lora):
-    """``model.dtype: bfloat16`` through ``python -m amcli.t2i finetune`` on the CPU, scored by
-    the aesthetic predictor (its bicubic resize raised on bfloat16 images before); a full
-    fine-tune is saved in float32, as diffusers' ``train_text_to_image.py`` saves its UNet."""
+    """``model.dtype: bfloat16`` through ``python -m amcli.t2i finetune`` and ``sample`` on the
+    CPU, scored by the aesthetic predictor (its bicubic resize raised on bfloat16 images
+    before); a full fine-tune is saved in float32, as diffusers' ``train_text_to_image.py``
+    saves its UNet."""
     import yaml
 
     from am.vision.testing import write_tiny_weights
@@ -186,11 +187,15 @@ def test_cli_bf16_finetune_on_cpu_with_a_real_scorer(tmp_path, monkeypatch, lora
         "prompts": {"train": str(prompts), "eval": str(prompts)},
         "method": {"name": "adjoint_matching", "num_steps": 3},
         "train": {"iterations": 1, "batch_size": 2, "lr": 1e-3},
+        "sample": {"per_prompt": 1, "num_steps": 2, "batch_size": 2},
         "device": "cpu",
     }
     path = tmp_path / "run.yaml"
     path.write_text(yaml.safe_dump(config))
     assert main(["finetune", str(path), "--run-dir", str(tmp_path / "run")]) == 0
+    out = tmp_path / "samples"
+    assert main(["sample", str(path), "--run-dir", str(tmp_path / "run"), "--out", str(out)]) == 0
+    assert len(list(out.glob("*.png"))) == 2
     if lora is None:
         from safetensors.torch import load_file
 
