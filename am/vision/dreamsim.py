@@ -39,9 +39,12 @@ from am.vision.checkpoints import WeightsMismatchError, check_shapes, module_sha
 from am.vision.preprocess import resize
 from am.vision.resources import locate
 
-__all__ = ["DreamSimEmbedder", "build_dreamsim", "check_lora", "IMAGE_SIZE"]
+__all__ = ["DreamSimEmbedder", "build_dreamsim", "check_lora", "IMAGE_SIZE", "TABLE_SCALE"]
 
 IMAGE_SIZE = 224
+# Tables report diversity x 100: the paper's Table 2 (base model 56.53) cannot be on the 0 .. 1
+# scale of the mean pairwise 1 - cos, which the authors' SD 1.5 README reports (0.3849)
+TABLE_SCALE = 100.0
 DINO_BACKBONE = "checkpoints/dino_vitbase16_pretrain.pth"  # what the DINO hub entry downloads
 DINO_FULL = "dino_vitb16_pretrain.pth"  # dreamsim's copy of the DINO checkpoint (head weights)
 LORA_DIR = "ensemble_lora"
@@ -185,7 +188,8 @@ class DreamSimEmbedder(nn.Module):
     info = ScorerInfo(
         "dreamsim",
         "DreamSim 0.2.1 ensemble (DINO + CLIP + OpenCLIP ViT-B/16, LoRA)",
-        "diversity: mean pairwise 1 - cos, 0 .. 1 (x100 in the paper's tables)",
+        "diversity: 100 * mean pairwise (1 - cos) of a prompt's images, 0 .. 100 (the paper's "
+        "Table 2 scale; diversity() and the authors' SD 1.5 README give it / 100)",
     )
 
     def __init__(self, model: nn.Module):
@@ -255,6 +259,7 @@ class DreamSimEmbedder(nn.Module):
     def diversity(self, images: Tensor, groups: Tensor, batch_size: int = 32) -> Diversity:
         """DreamSim diversity of ``images [N, 3, H, W]`` with prompt labels ``groups [N]``: per
         prompt, the mean ``1 - cos`` over the pairs of its images; averaged over prompts with
-        the standard error over prompts (prompts with one image are skipped)."""
+        the standard error over prompts (prompts with one image are skipped). On the 0 .. 1
+        scale; tables multiply by :data:`TABLE_SCALE`."""
         embeddings = self.embed_batched(images, batch_size)
         return grouped_diversity(embeddings, groups.to(embeddings.device), distance="cosine")

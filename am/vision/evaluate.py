@@ -6,7 +6,8 @@ Several images per prompt are expected (the paper: 10 per prompt), since every s
 over prompts: each metric is averaged per prompt first, then the table gives the mean over
 prompts and its standard error (standard deviation over prompts, ddof = 1, over
 ``sqrt(prompts)``); DreamSim diversity is the per-prompt mean pairwise ``1 - cos`` of its
-images, averaged the same way (:func:`am.metrics.images.grouped_diversity`).
+images, averaged the same way (:func:`am.metrics.images.grouped_diversity`) and reported x 100,
+the scale of the paper's tables (:data:`am.vision.dreamsim.TABLE_SCALE`).
 """
 
 from __future__ import annotations
@@ -124,10 +125,11 @@ def score_folder(
         from am.metrics.images import grouped_diversity
 
         codes = pd.factorize(table["prompt"], sort=True)[0]
+        from am.vision.dreamsim import TABLE_SCALE
+
         div = grouped_diversity(torch.stack(embeddings), torch.as_tensor(codes), distance="cosine")
-        rows.append(
-            _row("dreamsim_diversity", dreamsim.info, div.mean, div.stderr, len(div.per_group), n)
-        )
+        mean, stderr = TABLE_SCALE * div.mean, TABLE_SCALE * div.stderr  # the paper's scale
+        rows.append(_row("dreamsim_diversity", dreamsim.info, mean, stderr, len(div.per_group), n))
     return ScoreTable(table, pd.DataFrame(rows))
 
 

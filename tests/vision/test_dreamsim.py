@@ -324,3 +324,20 @@ def test_resources_check_validates_the_ensemble_files(weights, tmp_path):
     with pytest.raises(WeightsMismatchError, match="unexpected 1 key") as err:
         check_dreamsim_dir(directory, vit=tiny_vit)
     assert str(file) in str(err.value) and key in str(err.value)
+
+
+def test_diversity_equals_the_authors_formula():
+    """microsoft/soc-fine-tuning-sd ``src/metrics.py`` lines 117-124 (489f904): normalised
+    embeddings, ``sum |e_i - e_j|^2`` over all ordered pairs over ``2 n (n - 1)``; one prompt.
+    That is the mean pairwise ``1 - cos`` (0 .. 1, their README's 0.3849), which tables show
+    x 100 (the paper's Table 2 scale)."""
+    from am.vision.dreamsim import TABLE_SCALE
+
+    colours = torch.rand(10, 3, generator=torch.Generator().manual_seed(11))
+    images = colours[:, :, None, None].expand(10, 3, 8, 8)
+    ours = DreamSimEmbedder(_MeanColour()).diversity(images, torch.zeros(10, dtype=torch.long))
+    e = colours.double() / colours.double().norm(dim=-1, keepdim=True)
+    n = e.shape[0]
+    variance = ((e.unsqueeze(0) - e.unsqueeze(1)) ** 2).sum() / (2 * n * (n - 1))
+    assert ours.mean == pytest.approx(variance.item(), abs=1e-6)
+    assert TABLE_SCALE == 100.0 and "100 *" in DreamSimEmbedder.info.scale

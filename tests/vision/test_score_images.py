@@ -38,7 +38,7 @@ def write_folder(folder, sizes=None):
 class MeanColour:
     """A DreamSim stand-in whose embedding is the mean colour: 1 - cos is easy by hand."""
 
-    info = ScorerInfo("dreamsim", "stand-in", "1 - cos")
+    info = ScorerInfo("dreamsim", "stand-in", "100 * (1 - cos)")
 
     def embed(self, images):
         return images.mean(dim=(2, 3))
@@ -98,8 +98,9 @@ def test_diversity_by_hand(tmp_path):
     pd.DataFrame(rows).to_json(folder / "metadata.jsonl", orient="records", lines=True)
     result = score_folder(read_image_folder(folder), {}, dreamsim=MeanColour())
     row = result.summary.set_index("metric").loc["dreamsim_diversity"]
-    # a: orthogonal colours -> 1; b: pairs (same, orth, orth) -> (0 + 1 + 1) / 3
-    per_prompt = [1.0, 2 / 3]
+    # a: orthogonal colours -> 1; b: pairs (same, orth, orth) -> (0 + 1 + 1) / 3; the table
+    # reports x 100, the paper's Table 2 scale
+    per_prompt = [100.0, 200 / 3]
     assert row["mean"] == pytest.approx(sum(per_prompt) / 2)
     assert row["stderr"] == pytest.approx(abs(per_prompt[0] - per_prompt[1]) / 2)
     assert row["prompts"] == 2 and row["images"] == 5
