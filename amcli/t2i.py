@@ -171,6 +171,13 @@ def _schedule_spec(cfg: T2IConfig, method_config) -> None:
                     f"{key}: final_alpha_bar 'half' needs a step count dividing the scheduler's "
                     f"1000 timesteps, got {steps!r}"
                 )
+    target = getattr(method_config, "target", None)
+    stepper = getattr(method_config, "stepper", None)
+    if target == "discrete" and stepper == "ddpm" and final != "half":
+        raise ConfigError(  # the DDPM step into a clean end has no noise to divide by
+            "method.target: 'discrete' divides by each step's noise, and the last DDPM step into "
+            "a clean end has none: set model.final_alpha_bar: half"
+        )
 
 
 def schedule_options(cfg: T2IConfig, num_steps: int) -> dict:

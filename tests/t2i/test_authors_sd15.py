@@ -364,3 +364,31 @@ def test_the_cli_passes_every_option_on(world, monkeypatch):
     assert [s["schedule_options"] for s in seen[1:]] == [options, options]  # training, sampling
     schedule = schedule_from_scheduler(tiny_sd15().scheduler, **options)
     assert isinstance(schedule, FineTuningVPSchedule)
+
+
+@pytest.mark.parametrize(
+    "change,key",
+    [
+        ({"model": {"betas": [0.009, 0.002]}}, "model.betas"),
+        ({"model": {"final_alpha_bar": "noisy"}}, "model.final_alpha_bar"),
+        ({"method": {"num_steps": 30}}, "method.num_steps"),
+        ({"model": {"final_alpha_bar": "clean"}}, "method.target"),
+        ({"prompts": {"order": "shuffled"}}, "prompts.order"),
+        ({"method": {"steps": {"mode": "halves"}}}, "method.steps"),
+        ({"method": {"prompt_dropout": 1.5}}, "method.prompt_dropout"),
+        ({"train": {"warmup_steps": -1}}, "train.warmup_steps"),
+    ],
+)
+def test_bad_authors_options_name_their_key(world, change, key):
+    """Each option's mistake is one error naming its key, before anything loads."""
+    from amcli.config import ConfigError
+    from amcli.t2i import parse_t2i_config
+
+    data = yaml.safe_load(write_config(world, "bad.yaml").read_text())
+    theirs = authors_yaml()
+    data["model"] |= {k: theirs["model"][k] for k in ("betas", "final_alpha_bar")}
+    data["method"] = theirs["method"]
+    for section, values in change.items():
+        data[section] = data[section] | values
+    with pytest.raises(ConfigError, match=key.replace(".", r"\.")):
+        parse_t2i_config(data)
