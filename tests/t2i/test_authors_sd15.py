@@ -347,7 +347,7 @@ def test_the_cli_passes_every_option_on(world, monkeypatch):
 
         monkeypatch.setattr(setup_module, name, spy)
     theirs = authors_yaml()
-    method = theirs["method"] | {"num_steps": 10, "rollout_guidance": 1.0, "drop_quantile": None}
+    method = theirs["method"] | {"num_steps": 10, "prompt_dropout": 0.2}
     train = theirs["train"] | {"iterations": 2, "batch_size": 4, "micro_batches": 2,
                                "checkpoint_every": 0}  # fmt: skip
     config = write_config(world, "authors.yaml", method=method, train=train,
