@@ -34,7 +34,13 @@ def step_numbers(schedule) -> dict:
     coefs = DDPMStep().on_grid(schedule, times, sigma)
     c = control_coefficient(schedule(times[:-1]), sigma)
     ratio = coefs.noise**2 * c / (coefs.v * sigma)  # discrete shift / continuous shift
-    return {"noise": coefs.noise, "ratio": ratio, "abar": schedule(times).alpha ** 2}
+    shift = coefs.v * sigma / c  # the continuous target's mean shift per unit of -E[a_k]
+    return {
+        "noise": coefs.noise,
+        "ratio": ratio,
+        "abar": schedule(times).alpha ** 2,
+        "shift": shift,
+    }
 
 
 def main() -> None:
@@ -45,7 +51,8 @@ def main() -> None:
     for name, sched in (("ours", ours), ("theirs", theirs)):
         print(f"{name}: alpha-bar at timestep 499 (t = 0.5): {float(sched['abar'][25]):.3f}; "
               f"at t = 0: {float(sched['abar'][0]):.4f}; at t = 1: {float(sched['abar'][-1]):.4f}")  # fmt: skip
-        print(f"  last step's noise s_49 = {float(sched['noise'][-1]):.4f}; "
+        print(f"  last step's noise s_49 = {float(sched['noise'][-1]):.4f}, the continuous "
+              f"target's mean shift there {float(sched['shift'][-1]):.4f} x E[a]; "
               "discrete / continuous fixed point at k = 0, 25, 48, 49: "
               + ", ".join(f"{float(sched['ratio'][k]):.2f}" for k in (0, 25, 48, 49)))  # fmt: skip
     g, n = torch.Generator().manual_seed(0), 4000
