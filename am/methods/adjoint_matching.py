@@ -16,7 +16,7 @@ gradient equals the continuous adjoint method's, Eqs. 21-22). ``diffusion`` othe
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, fields
 
 import torch
 from torch import Tensor, nn
@@ -25,7 +25,8 @@ from am.adjoint import full_adjoint, lean_adjoint, terminal_adjoint
 from am.conditions import Condition, bind_velocity, take
 from am.control_variate import AntitheticCorrections
 from am.diffusion import make_diffusion
-from am.loss import WEIGHTINGS, QuantileDrop, StepSubset, adjoint_matching_loss
+from am.loss import WEIGHTINGS, QuantileDrop, adjoint_matching_loss
+from am.methods.adjoint_matching_config import CONTROL_VARIATES, TARGETS, AdjointMatchingConfig
 from am.methods.base import FineTuningProblem, LossOutput, Method, model_dtype_device
 from am.models.guidance import GuidedVelocity
 from am.sde import control_coefficient, make_stepper, simulate, warped_grid
@@ -37,114 +38,6 @@ __all__ = [
     "TARGETS",
     "StoredRollouts",
 ]
-
-CONTROL_VARIATES = ("none", "antithetic")
-TARGETS = ("continuous", "discrete")
-
-
-@dataclass(frozen=True)
-class AdjointMatchingConfig:
-    """``num_steps``: K of the rollout grid; ``stepper``: ``euler_maruyama`` | ``ddpm``;
-    ``diffusion``: ``"memoryless"`` or a constant ``> 0``; ``adjoint``: ``lean`` | ``full``;
-    ``steps``: which steps enter the loss; ``clip_multiplier``: per-term clip at
-    ``clip_multiplier * lambda^2`` (paper: 1.6; ``None`` = off); ``weighting``: ``uniform`` |
-    ``drift`` | ``adjoint``; ``control_variate``: ``none`` (the paper) | ``antithetic``
-    (:mod:`am.control_variate`); ``grid_warp``: the rollout grid, :func:`am.sde.warped_grid`
-    (0 = uniform, the paper; ``> 0`` spends the K steps mid-way). On a non-uniform grid each
-    loss term is weighted by ``h_k / mean(h)`` so that the loss stays an estimate of the time
-    integral (the weight moves no fixed point). ``rollout_guidance``: classifier-free guidance
-    weight ``w`` of the fine-tuned model in the rollouts only, as the authors' Stable Diffusion
-    code does (``w = 7.5`` there): the lean adjoint and the regression stay unguided and
-    conditional; ``1`` = no guidance, the setting the paper's theory covers. With ``w != 1`` the
-    rollouts do not follow the model being regressed, so the fixed point is no longer the
-    tilt of ``p_base``; needs a conditional problem with a ``null_condition``.
-    ``drop_quantile``: drop the loss terms above a running quantile of the batch's residual
-    norms, as the authors' Stable Diffusion code does (0.9 there; ``None`` = off, the paper);
-    ``drop_ema_decay``: that running average's decay (:class:`am.loss.QuantileDrop`). Dropping
-    moves the fixed point (the largest residuals are the tilt's rare, high-reward paths).
-    ``target``: ``continuous`` regresses ``u = c_k (v_theta - v_base)`` (the continuous-time
-    control, :func:`am.sde.control_coefficient`) on ``-sigma(t_k) a_{k+o}``; ``discrete``
-    regresses the step's mean difference over its noise scale, ``(m_theta - m_base) / s_k``
-    (``m`` the mean of ``X_{k+1}``, ``s_k`` its standard deviation), on ``-s_k a_{k+o}``: the
-    authors' Stable Diffusion code (``src/trainers/am_trainer.py``), and the exact optimum of the
-    discrete-time problem with this stepper; both agree as the step shrinks (docs/text_to_image.md
-    measures how far apart they are at K = 50). Needs noise on every step.
-    ``prompt_dropout``: with this probability per batch of rollouts (one draw), the regression
-    runs both the fine-tuned model and the base on the ``null_condition`` instead of the
-    rollouts' conditions, against the same (conditional) targets, as the authors' code does
-    (0.2 in its config; 0 in the run behind its README's table); rollouts and adjoints stay
-    conditional. It trains the unconditional branch that guided rollouts use."""
-
-    num_steps: int = 40
-    stepper: str = "euler_maruyama"
-    diffusion: str | float = "memoryless"
-    adjoint: str = "lean"
-    steps: StepSubset = field(default_factory=StepSubset)
-    clip_multiplier: float | None = None
-    weighting: str = "uniform"
-    control_variate: str = "none"
-    grid_warp: float = 0.0
-    rollout_guidance: float = 1.0
-    drop_quantile: float | None = None
-    drop_ema_decay: float = 0.9
-    target: str = "continuous"
-    prompt_dropout: float = 0.0
-
-    def __post_init__(self):
-        if (
-            isinstance(self.num_steps, bool)
-            or not isinstance(self.num_steps, int)
-            or self.num_steps < 1
-        ):
-            raise ValueError(f"num_steps must be a positive integer, got {self.num_steps!r}")
-        make_stepper(self.stepper)  # raises, naming valid steppers
-        if self.diffusion != "memoryless":
-            if isinstance(self.diffusion, bool) or not isinstance(self.diffusion, (int, float)):
-                raise ValueError(
-                    f"diffusion must be 'memoryless' or a number > 0, got {self.diffusion!r}"
-                )
-            if not self.diffusion > 0:
-                raise ValueError(
-                    f"diffusion must be > 0 to fine-tune (sigma = 0 has no control), got {self.diffusion}"
-                )
-            if self.stepper == "ddpm":
-                raise ValueError(
-                    "stepper 'ddpm' is memoryless by construction: use diffusion 'memoryless'"
-                )
-        if self.adjoint not in ("lean", "full"):
-            raise ValueError(f"adjoint must be 'lean' or 'full', got {self.adjoint!r}")
-        if self.weighting not in WEIGHTINGS:
-            raise ValueError(
-                f"weighting must be one of {sorted(WEIGHTINGS)}, got {self.weighting!r}"
-            )
-        if self.control_variate not in CONTROL_VARIATES:
-            raise ValueError(
-                f"control_variate must be one of {list(CONTROL_VARIATES)}, "
-                f"got {self.control_variate!r}"
-            )
-        if self.clip_multiplier is not None and not self.clip_multiplier > 0:
-            raise ValueError(f"clip_multiplier must be > 0 or null, got {self.clip_multiplier!r}")
-        try:
-            warped_grid(1, self.grid_warp)  # the grid's own check, one place
-        except ValueError as e:
-            raise ValueError(f"grid_warp: {e}") from None
-        if (
-            isinstance(self.rollout_guidance, bool)
-            or not isinstance(self.rollout_guidance, (int, float))
-            or not self.rollout_guidance >= 0
-        ):
-            raise ValueError(
-                f"rollout_guidance must be a number >= 0, got {self.rollout_guidance!r}"
-            )
-        if self.drop_quantile is not None:
-            QuantileDrop(self.drop_quantile, self.drop_ema_decay)  # its own checks, one place
-        if self.target not in TARGETS:
-            raise ValueError(f"target must be one of {list(TARGETS)}, got {self.target!r}")
-        p = self.prompt_dropout
-        if isinstance(p, bool) or not isinstance(p, (int, float)) or not 0 <= p <= 1:
-            raise ValueError(f"prompt_dropout must be a number in [0, 1], got {p!r}")
-        if not isinstance(self.steps, StepSubset):
-            raise ValueError(f"steps must be a StepSubset, got {type(self.steps).__name__}")
 
 
 @dataclass(frozen=True)
