@@ -25,8 +25,11 @@ PROMPTS = ROOT / "data" / "prompts"
 
 @pytest.fixture(scope="module")
 def world(tmp_path_factory):
+    return make_world(tmp_path_factory.mktemp("t2i"))
+
+
+def make_world(tmp: Path) -> Path:
     """A tiny SD 1.5-style pipeline saved with save_pretrained, and tiny scorer weights."""
-    tmp = tmp_path_factory.mktemp("t2i")
     assert main(["make-tiny", "sd15", str(tmp / "models" / "sd15")]) == 0
     weights = tmp / "weights"
     tiny_clip_dir(weights / "clip-vit-large-patch14", seed=3)

@@ -23,6 +23,10 @@ PROMPTS = ROOT / "data" / "prompts"
 
 @pytest.fixture
 def no_loading(monkeypatch):
+    forbid_loading(monkeypatch)
+
+
+def forbid_loading(monkeypatch) -> None:
     """Any pipeline or scorer load fails the test: the errors must come before."""
 
     def fail(*args, **kwargs):
