@@ -175,7 +175,7 @@ def sample(cfg, *, run_dir: Path | None, out: Path, prompts_file: str | None = N
     sampler = None if s.scheduler is None else parse_sampler(s.scheduler)
     if sampler is not None:  # the pipeline's own scheduler: the images are pipe(...)'s
         try:
-            use_scheduler(pipe, sampler)
+            use_scheduler(pipe, sampler, betas=cfg.model.betas)
         except ValueError as e:
             raise ResourceError(f"model {cfg.model.path}: {e}") from None
     try:

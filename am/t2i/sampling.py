@@ -74,23 +74,32 @@ def parse_sampler(spec: str) -> PipelineSampler:
     return PipelineSampler(name, value)
 
 
-def use_scheduler(pipe, sampler: PipelineSampler) -> None:
+def use_scheduler(
+    pipe, sampler: PipelineSampler, *, betas: tuple[float, float] | None = None
+) -> None:
     """Give ``pipe`` the sampler's scheduler, built from its own scheduler's config (betas,
-    timestep spacing, shift carry over). Raises ``ValueError`` for a scheduler of the other
-    family or a pipeline this suite does not know."""
+    timestep spacing, shift carry over); ``betas = (start, end)`` replaces the config's
+    ``beta_start, beta_end`` (a fine-tuning beta range, as the model was fine-tuned with; VP
+    pipelines only). Raises ``ValueError`` for a scheduler of the other family or a pipeline
+    this suite does not know."""
     import diffusers
 
     family = type(pipe).__name__
     if family not in _VP_PIPELINES + _FLOW_PIPELINES:
         raise ValueError(f"pipeline {family} is not one of {_VP_PIPELINES + _FLOW_PIPELINES}")
     name = SCHEDULER_CLASSES[sampler.scheduler]
-    if name is None:
-        return
-    flow = name == "FlowMatchEulerDiscreteScheduler"
-    if flow != (family in _FLOW_PIPELINES):
-        kind = "flow-matching" if flow else "VP (DDIM/DDPM)"
+    cls = type(pipe.scheduler) if name is None else getattr(diffusers, name)
+    flow = family in _FLOW_PIPELINES
+    if name is not None and (name == "FlowMatchEulerDiscreteScheduler") != flow:
+        kind = "VP (DDIM/DDPM)" if flow else "flow-matching"
         raise ValueError(f"sampler {sampler.scheduler!r} is a {kind} scheduler; {family} is not")
-    pipe.scheduler = getattr(diffusers, name).from_config(pipe.scheduler.config)
+    overrides = {}
+    if betas is not None:
+        if flow:
+            raise ValueError(f"betas apply to VP (DDIM/DDPM) schedulers; {family} is not")
+        overrides = {"beta_start": float(betas[0]), "beta_end": float(betas[1])}
+    if name is not None or overrides:
+        pipe.scheduler = cls.from_config(pipe.scheduler.config, **overrides)
 
 
 def pipeline_images(

@@ -31,12 +31,13 @@ from amcli.t2i import main, parse_t2i_config  # noqa: E402
 
 PROMPTS = ["a red cube", "two cats"]
 SIZE = {"sd15": 16, "sd3": 16, "flux": 32}
-CASES = [  # family, sample.scheduler, the scheduler class a diffusers user swaps in, eta
-    ("sd15", "ddim:0.5", "DDIMScheduler", 0.5),
-    ("sd15", "ddpm", "DDPMScheduler", None),
-    ("sd15", "pipeline", None, None),
-    ("sd3", "flow_match_euler", "FlowMatchEulerDiscreteScheduler", None),
-    ("flux", "pipeline", None, None),
+CASES = [  # family, sample.scheduler, the scheduler class a diffusers user swaps in, eta, betas
+    ("sd15", "ddim:0.5", "DDIMScheduler", 0.5, None),
+    ("sd15", "ddpm", "DDPMScheduler", None, None),
+    ("sd15", "pipeline", None, None, None),
+    ("sd15", "ddim", "DDIMScheduler", 0.0, (0.002, 0.009)),  # the authors' fine-tuning betas
+    ("sd3", "flow_match_euler", "FlowMatchEulerDiscreteScheduler", None, None),
+    ("flux", "pipeline", None, None, None),
 ]
 
 
@@ -49,10 +50,15 @@ def models(tmp_path_factory):
     return tmp
 
 
-def config(models: Path, family: str, **sample) -> Path:
+def config(models: Path, family: str, betas=None, **sample) -> Path:
     size = SIZE[family]
     data = {
-        "model": {"path": str(models / family), "height": size, "width": size},
+        "model": {
+            "path": str(models / family),
+            "height": size,
+            "width": size,
+            **({"betas": list(betas)} if betas else {}),
+        },  # fmt: skip
         "reward": {"terms": {"aesthetic": 1.0}},
         "prompts": {"train": "prompts.txt", "eval": "prompts.txt"},
         "method": {"name": "adjoint_matching", "num_steps": 4},
@@ -65,11 +71,14 @@ def config(models: Path, family: str, **sample) -> Path:
     return path
 
 
-def diffusers_images(models, family, scheduler_class, eta, guidance):
+def diffusers_images(models, family, scheduler_class, eta, betas, guidance):
     """What ``pipe(...)`` gives for the CLI's batches (3 rows, then 1), one generator."""
     pipe = load_pipeline(str(models / family), "float32", torch.device("cpu"))
     if scheduler_class is not None:
-        pipe.scheduler = getattr(diffusers, scheduler_class).from_config(pipe.scheduler.config)
+        new = {} if betas is None else {"beta_start": betas[0], "beta_end": betas[1]}
+        pipe.scheduler = getattr(diffusers, scheduler_class).from_config(
+            pipe.scheduler.config, **new
+        )
     jobs = [p for p in PROMPTS for _ in range(2)]
     generator = torch.Generator("cpu").manual_seed(5)
     extra = {"eta": eta} if eta is not None else {}
@@ -85,15 +94,17 @@ def diffusers_images(models, family, scheduler_class, eta, guidance):
     return images
 
 
-@pytest.mark.parametrize("family,spec,scheduler_class,eta", CASES)
-def test_sample_equals_the_pipeline_call(models, family, spec, scheduler_class, eta, tmp_path):
+@pytest.mark.parametrize("family,spec,scheduler_class,eta,betas", CASES)
+def test_sample_equals_the_pipeline_call(
+    models, family, spec, scheduler_class, eta, betas, tmp_path
+):
     out = tmp_path / "samples"
-    cfg = config(models, family, scheduler=spec, guidance=2.0)
+    cfg = config(models, family, betas, scheduler=spec, guidance=2.0)
     assert main(["sample", str(cfg), "--out", str(out)]) == 0
     meta = pd.read_csv(out / "metadata.csv")
     assert list(meta["prompt"]) == [p for p in PROMPTS for _ in range(2)]
     ours = [np.asarray(Image.open(out / name)) for name in meta["file_name"]]
-    ref = diffusers_images(models, family, scheduler_class, eta, 2.0)
+    ref = diffusers_images(models, family, scheduler_class, eta, betas, 2.0)
     for a, b in zip(ours, ref, strict=True):
         assert a.shape == b.shape
         assert np.abs(a.astype(int) - b.astype(int)).max() <= 1
