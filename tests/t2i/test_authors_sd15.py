@@ -24,7 +24,7 @@ from am.methods.adjoint_matching import AdjointMatching, AdjointMatchingConfig  
 from am.methods.base import FineTuningProblem  # noqa: E402
 from am.sde import DDPMStep, uniform_grid  # noqa: E402
 from am.t2i.denoisers import UNetVelocity  # noqa: E402
-from am.t2i.prompts import PromptSampler, encode_prompts, null_condition  # noqa: E402
+from am.t2i.prompts import PromptSampler, encode_prompts  # noqa: E402
 from am.t2i.schedules import schedule_from_scheduler  # noqa: E402
 from am.t2i.testing import tiny_sd15  # noqa: E402
 from am.train import DRAW_POSITION, DrawPosition, TrainConfig, Trainer  # noqa: E402
@@ -184,7 +184,10 @@ def test_items_3_9_discrete_target_and_prompt_dropout_equal_their_loss(pipe, mon
         a = a + torch.autograd.grad(torch.sum((prev - x) * a), x)[0]
         adjoints[k] = a.detach().clone()
     # their loss on the chosen steps (per_sample_threshold_quantile < 0: a plain mean)
-    prompt = null_condition(pipe)["prompt_embeds"].expand_as(embeds) if dropout else embeds
+    # their negative_prompt_embeds (src/trainers/soc_trainer.py lines 123-135: encode_prompt with
+    # classifier-free guidance on and no negative prompt)
+    negative = pipe.encode_prompt(["a cat", "a dog"], "cpu", 1, True)[1]
+    prompt = negative if dropout else embeds
     evals = []
     for i, k in enumerate(steps_of(stored)):
         tau, x = int(sched.timesteps[k]), stored.states[i]
