@@ -34,12 +34,8 @@ from am.vision.checkpoints import WeightsMismatchError, check_shapes, module_sha
 from am.vision.preprocess import OPENAI_CLIP_MEAN, OPENAI_CLIP_STD, Preprocess
 from am.vision.resources import MissingWeightsError, locate
 
-__all__ = [
-    "ImageRewardScorer",
-    "convert_official_state_dict",
-    "imagereward_tokenizer",
-    "check_imagereward_file",
-]
+__all__ = ["ImageRewardScorer", "convert_official_state_dict", "imagereward_tokenizer"]
+__all__ += ["check_imagereward_file"]
 
 REWARD_MEAN = 0.16717362830052426
 REWARD_STD = 1.0333394966054072
@@ -293,14 +289,12 @@ def check_imagereward_file(
     file: str | Path, vision_config: BlipVisionConfig, text_config: BlipTextConfig
 ) -> None:
     """Raise :class:`WeightsMismatchError` naming ``file`` and the first offending keys unless
-    its keys (mapped by :func:`convert_official_state_dict`, the allow-listed BLIP
-    pre-training heads dropped) and shapes are exactly those of the model the configs describe
-    (built on ``meta``). Reads no tensor data."""
+    its keys (mapped by :func:`convert_official_state_dict`) and shapes are exactly those of
+    the model the configs describe (built on ``meta``); reads no tensor data."""
     with torch.device("meta"):
         expected = module_shapes(ImageRewardScorer(vision_config, text_config, None))
     try:
         converted = convert_official_state_dict(read_shapes(file))
     except ValueError as err:
         raise WeightsMismatchError(f"{file} does not fit ImageReward: {err}") from err
-    what = "ImageReward (keys as mapped: blip.visual_encoder -> vision, blip.text_encoder -> text)"
-    check_shapes(converted, expected, file=Path(file), model=what)
+    check_shapes(converted, expected, file=Path(file), model="ImageReward (keys as mapped)")
