@@ -38,9 +38,11 @@ class AdjointMatchingConfig:
     control, :func:`am.sde.control_coefficient`) on ``-sigma(t_k) a_{k+o}``; ``discrete``
     regresses the step's mean difference over its noise scale, ``(m_theta - m_base) / s_k``
     (``m`` the mean of ``X_{k+1}``, ``s_k`` its standard deviation), on ``-s_k a_{k+o}``: the
-    authors' Stable Diffusion code (``src/trainers/am_trainer.py``), and the exact optimum of the
-    discrete-time problem with this stepper; both agree as the step shrinks (docs/text_to_image.md
-    measures how far apart they are at K = 50). Needs noise on every step.
+    authors' Stable Diffusion code (``src/trainers/am_trainer.py``, with the DDPM step's
+    ``o = 0``). The two agree to first order in the step (docs/text_to_image.md measures how far
+    apart their fixed points are at K = 50); with ``o = 0`` neither is the discrete problem's
+    exact optimum, which pairs step ``k`` with ``a_{k+1}`` (docs/maths.md, section 5). Needs
+    noise on every step.
     ``prompt_dropout``: with this probability per batch of rollouts (one draw), the regression
     runs both the fine-tuned model and the base on the ``null_condition`` instead of the
     rollouts' conditions, against the same (conditional) targets, as the authors' code does
