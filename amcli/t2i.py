@@ -125,6 +125,7 @@ def parse_t2i_config(data: dict, base_dir: Path | None = None) -> T2IConfig:
     names, the prompt files (relative to ``base_dir``, default the working directory; returned
     absolute), the dtype, and a ``train`` section that sets its budget."""
     from am.t2i.loading import DTYPES
+    from am.t2i.prompts import read_prompts
     from am.vision import SCORERS
 
     name, method_config, rest = split_method(data)
@@ -143,6 +144,10 @@ def parse_t2i_config(data: dict, base_dir: Path | None = None) -> T2IConfig:
         path = Path(value) if base_dir is None or Path(value).is_absolute() else base_dir / value
         if not value or not path.is_file():
             raise ConfigError(f"prompts.{key}: prompt file {value!r} not found ({path.resolve()})")
+        try:  # an empty or undecodable file fails here, not after the model has loaded
+            read_prompts(path)
+        except ValueError as e:
+            raise ConfigError(f"prompts.{key}: {e}") from None
         files[key] = str(path.resolve())
     cfg = dataclasses.replace(cfg, prompts=dataclasses.replace(cfg.prompts, **files))
     _diffusion_spec(cfg.sample.diffusion, "sample.diffusion")

@@ -40,8 +40,7 @@ def _plain(value: Any) -> Any:
 
 def _flat(prefix: str, obj: Any) -> dict[str, Any]:
     """``{prefix.field: value}`` of a dataclass instance (nested dataclasses as mappings)."""
-    return {f"{prefix}.{f.name}": _plain(dataclasses.asdict(obj)[f.name]) for f in
-            dataclasses.fields(obj)}  # fmt: skip
+    return {f"{prefix}.{k}": _plain(v) for k, v in dataclasses.asdict(obj).items()}
 
 
 def _defaults(prefix: str, cls: type) -> dict[str, Any]:
@@ -94,10 +93,6 @@ def _defaults_of(cfg) -> dict[str, Any]:
     return out
 
 
-def _show(value: Any) -> str:
-    return json.dumps(value)
-
-
 def compare_settings(cfg, run_dir: Path) -> list[str]:
     """Check ``cfg`` against the record in ``run_dir``; the notes to tell the user (an extended
     budget). Raises :class:`SettingsError` naming every differing key with its recorded and its
@@ -114,12 +109,12 @@ def compare_settings(cfg, run_dir: Path) -> list[str]:
         )
     recorded = json.loads(file.read_text())["settings"]
     now, defaults = run_settings(cfg), _defaults_of(cfg)
-    missing = object()
+    absent = object()  # a key only one side has (LoRA against a full fine-tune)
+    show = lambda v: "(absent)" if v is absent else json.dumps(v)  # noqa: E731
     diff = []
     for key in sorted(set(recorded) | set(now)):
-        old, new = recorded.get(key, defaults.get(key, missing)), now.get(key, missing)
+        old, new = recorded.get(key, defaults.get(key, absent)), now.get(key, absent)
         if key != "train.iterations" and old != new:
-            show = lambda v: "(absent)" if v is missing else _show(v)  # noqa: E731
             diff.append(f"{key}: recorded {show(old)}, now {show(new)}")
     old_budget, budget = recorded.get("train.iterations"), cfg.train.iterations
     if old_budget is not None and budget < old_budget:

@@ -119,6 +119,12 @@ def test_prompt_files_are_relative_to_the_config_file(tmp_path, model, monkeypat
     path = config(tmp_path, model, prompts={"train": "only_here.txt", "eval": "prompts/eval.txt"})
     with pytest.raises(ConfigError, match=r"prompts.train: prompt file 'only_here.txt' not found"):
         load_config(str(path))
+    (tmp_path / "cfg" / "prompts" / "eval.txt").write_text("# only a comment\n\n")
+    path = config(
+        tmp_path, model, prompts={"train": "prompts/train.txt", "eval": "prompts/eval.txt"}
+    )
+    with pytest.raises(ConfigError, match=r"prompts.eval: .*eval.txt holds no prompts"):
+        load_config(str(path))
 
 
 def test_unsupported_family_before_loading(tmp_path, model, capsys, no_loading):
