@@ -84,11 +84,19 @@ def check_finetune(cfg, run_dir: Path) -> FinetunePlan:
 def check_sample(cfg, run_dir: Path | None, prompts_file: str | None) -> None:
     """Model, the prompt file of ``--prompts`` (relative to the working directory) and the
     fine-tuning result of ``--run-dir``."""
+    from am.t2i.prompts import read_prompts
+    from amcli.t2i_settings import SETTINGS_FILE
+
     family = check_model(cfg)
-    if prompts_file is not None and not Path(prompts_file).is_file():
-        raise ResourceError(
-            f"--prompts: prompt file {prompts_file!r} not found ({Path(prompts_file).resolve()})"
-        )
+    if prompts_file is not None:
+        if not Path(prompts_file).is_file():
+            raise ResourceError(
+                f"--prompts: prompt file {prompts_file!r} not found ({Path(prompts_file).resolve()})"
+            )
+        try:
+            read_prompts(prompts_file)
+        except ValueError as e:  # empty, or not UTF-8
+            raise ResourceError(f"--prompts: {e}") from None
     if run_dir is not None:
         saved = result_path(run_dir, family, (run_dir / "lora").is_dir())
         if not saved.is_dir():
@@ -96,4 +104,12 @@ def check_sample(cfg, run_dir: Path | None, prompts_file: str | None) -> None:
                 f"--run-dir: {run_dir} holds no fine-tuning result (looked for "
                 f"{run_dir / 'lora'} and {result_path(run_dir, family, False)}): run "
                 "`python -m amcli.t2i finetune` first"
+            )
+        record = run_dir / SETTINGS_FILE
+        settings = json.loads(record.read_text())["settings"] if record.is_file() else {}
+        trained_on = settings.get("model.path", cfg.model.path)
+        if trained_on != cfg.model.path:  # its weights would land on another base model
+            raise ResourceError(
+                f"model.path: {run_dir} was fine-tuned from {trained_on!r} ({record}), the "
+                f"config names {cfg.model.path!r}"
             )

@@ -166,5 +166,8 @@ def test_sample_mistakes_before_loading(tmp_path, model, capsys, no_loading):
     assert main([*argv, "--prompts", "missing.txt"]) == 2
     err = one_line(capsys)
     assert err.startswith(f"error in {path}: --prompts: prompt file 'missing.txt' not found")
+    (tmp_path / "empty.txt").write_text("# nothing\n")
+    assert main([*argv, "--prompts", str(tmp_path / "empty.txt")]) == 2
+    assert "--prompts: " in (err := one_line(capsys)) and "holds no prompts" in err
     assert main([*argv, "--run-dir", str(tmp_path)]) == 2
     assert "--run-dir: " in one_line(capsys) and not (tmp_path / "out").exists()

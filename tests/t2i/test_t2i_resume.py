@@ -164,3 +164,13 @@ def test_a_run_without_a_record_or_without_a_checkpoint(world, finished, tmp_pat
         (run_dir / name).unlink()
     changed = variant(world, "changed.yaml", lora={"alpha": 16.0})
     assert check_finetune(load_config(str(changed)), run_dir).notes == []
+
+
+def test_sample_refuses_a_run_of_another_base_model(world, finished, tmp_path, capsys, no_loading):
+    model = tmp_path / "other-model"
+    shutil.copytree(world / "models" / "sd15", model)
+    config = variant(world, "other-base.yaml", model={"path": str(model)})
+    assert main(["sample", str(config), "--run-dir", str(finished), "--out", str(tmp_path)]) == 2
+    err = capsys.readouterr().err.strip()
+    assert "\n" not in err and f"model.path: {finished} was fine-tuned from " in err
+    assert f"the config names '{model}'" in err
