@@ -29,6 +29,7 @@ import yaml
 
 from am.train import TrainConfig
 from amcli.config import ConfigError, build_dataclass, split_method
+from amcli.t2i_checks import read_yaml, require_train
 
 __all__ = ["T2IConfig", "parse_t2i_config", "main"]
 
@@ -130,7 +131,7 @@ def parse_t2i_config(data: dict, base_dir: Path | None = None) -> T2IConfig:
 
     name, method_config, rest = split_method(data)
     cfg = build_dataclass(T2IConfig, rest)
-    _require_train(rest.get("train"))  # after the key check: a typo is named as such
+    require_train(rest.get("train"))  # after the key check: a typo is named as such
     if not cfg.model.path:
         raise ConfigError("model.path: name a model directory or a Hub id")
     if cfg.model.dtype not in DTYPES:
@@ -224,35 +225,12 @@ def _diffusion_spec(spec: str, key: str):
         ) from None
 
 
-# TrainConfig's defaults (lr 3e-3, batch 256, 1000 iterations) suit the toy problems; on a
-# 1B-parameter model they would burn GPU-days on a diverging run: a config states its own
-_REQUIRED_TRAIN = ("iterations", "batch_size", "lr")
-
-
-def _require_train(train) -> None:
-    if not isinstance(train, dict):
-        raise ConfigError(
-            f"train: missing; a text-to-image config sets its budget ({', '.join(_REQUIRED_TRAIN)}"
-            "): the library's defaults are the toy problems' (lr 3e-3, batch 256)"
-        )
-    missing = [f"train.{k}" for k in _REQUIRED_TRAIN if k not in train]
-    if missing:
-        raise ConfigError(f"{', '.join(missing)}: missing; a text-to-image config sets it")
-
-
 def load_config(path: str) -> T2IConfig:
     """The :class:`T2IConfig` of a YAML file; its prompt files are relative to its folder."""
     p = Path(path)
     if not p.is_file():
         raise SystemExit(f"config file not found: {p.resolve()}")
-    try:
-        data = yaml.safe_load(p.read_text())
-    except yaml.YAMLError as e:
-        mark = getattr(e, "problem_mark", None)
-        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
-        problem = getattr(e, "problem", None) or str(e).splitlines()[0]
-        raise ConfigError(f"YAML syntax error{where}: {problem}") from None
-    return parse_t2i_config(data or {}, base_dir=p.resolve().parent)
+    return parse_t2i_config(read_yaml(p) or {}, base_dir=p.resolve().parent)
 
 
 def _log_to_stderr() -> None:

@@ -1,7 +1,8 @@
 """What ``python -m amcli.t2i`` checks before any weights load.
 
 A text-to-image model is gigabytes and minutes to load; everything that can be known from files
-is checked first, each failure naming the config key: the pipeline family (``model_index.json``'s
+is checked first, each failure naming the config key: the YAML's syntax, a ``train`` section
+that sets the budget, the pipeline family (``model_index.json``'s
 ``_class_name``, ``model.path``), every scorer's weight files (``reward.terms.<scorer>``), the
 run directory's recorded settings (:mod:`amcli.t2i_settings`), and for ``sample`` the prompt
 file and the fine-tuning result it will load.
@@ -13,7 +14,15 @@ import json
 from dataclasses import dataclass, field
 from pathlib import Path
 
-__all__ = ["ResourceError", "FinetunePlan", "check_finetune", "check_sample", "result_path"]
+__all__ = [
+    "ResourceError",
+    "FinetunePlan",
+    "read_yaml",
+    "require_train",
+    "check_finetune",
+    "check_sample",
+    "result_path",
+]
 
 
 class ResourceError(RuntimeError):
@@ -29,6 +38,41 @@ class FinetunePlan:
 
     notes: list[str] = field(default_factory=list)
     finished: Path | None = None
+
+
+def read_yaml(path: Path):
+    """The YAML file's data; a syntax error is a :class:`amcli.config.ConfigError` with its line
+    and column."""
+    import yaml
+
+    from amcli.config import ConfigError
+
+    try:
+        return yaml.safe_load(path.read_text())
+    except yaml.YAMLError as e:
+        mark = getattr(e, "problem_mark", None)
+        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
+        problem = getattr(e, "problem", None) or str(e).splitlines()[0]
+        raise ConfigError(f"YAML syntax error{where}: {problem}") from None
+
+
+# TrainConfig's defaults (lr 3e-3, batch 256, 1000 iterations) suit the toy problems; on a
+# 1B-parameter model they would burn GPU-days on a diverging run: a config states its own
+REQUIRED_TRAIN = ("iterations", "batch_size", "lr")
+
+
+def require_train(train) -> None:
+    """A text-to-image config's ``train`` section sets :data:`REQUIRED_TRAIN` itself."""
+    from amcli.config import ConfigError
+
+    if not isinstance(train, dict):
+        raise ConfigError(
+            f"train: missing; a text-to-image config sets its budget ({', '.join(REQUIRED_TRAIN)}"
+            "): the library's defaults are the toy problems' (lr 3e-3, batch 256)"
+        )
+    missing = [f"train.{k}" for k in REQUIRED_TRAIN if k not in train]
+    if missing:
+        raise ConfigError(f"{', '.join(missing)}: missing; a text-to-image config sets it")
 
 
 def check_model(cfg) -> str:
