@@ -244,12 +244,12 @@ class DiscreteVPSchedule(VPSchedule):
         return idx, pos - idx
 
     def log_abar(self, t: Tensor) -> Tensor:
-        knots = self._knots_log_abar.to(t.dtype)
+        knots = self._knots_log_abar.to(device=t.device, dtype=t.dtype)
         idx, frac = self._segment(t)
         return knots[idx] + frac * (knots[idx + 1] - knots[idx])
 
     def d_log_abar(self, t: Tensor) -> Tensor:
-        knots = self._knots_log_abar.to(t.dtype)
+        knots = self._knots_log_abar.to(device=t.device, dtype=t.dtype)
         idx, _ = self._segment(t)
         return (knots[idx + 1] - knots[idx]) * self.T
 

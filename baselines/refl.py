@@ -67,7 +67,8 @@ class ReFL(RolloutMethod):
         sampler = self.sampler(model, c.cond)
         traj = self.rollout(model, c.cond, batch_size, generator)
         first, last = cfg.window()
-        k = int(torch.randint(first, last + 1, (1,), generator=generator))
+        # drawn on the generator's device: the trainer's generator is the model's (a GPU's)
+        k = int(torch.randint(first, last + 1, (1,), generator=generator, device=generator.device))
         x, t = traj.states[k], traj.times[k]
         x1_hat = endpoint_from_velocity(
             prob.schedule(t).broadcast_to(x), x, sampler(x, t.expand(batch_size))

@@ -54,13 +54,16 @@ SD_VAE = dict(
 class RandomPrompts:
     """Prompt conditions of the text encoders' shapes (random, fixed per index)."""
 
-    def __init__(self, shapes: dict[str, tuple[int, ...]], count: int = 64):
+    def __init__(self, shapes: dict[str, tuple[int, ...]], count: int = 64, device="cpu"):
         g = torch.Generator().manual_seed(0)
-        self.bank = {k: torch.randn(count, *s, generator=g) for k, s in shapes.items()}
+        self.bank = {k: torch.randn(count, *s, generator=g).to(device) for k, s in shapes.items()}
         self.count = count
 
     def __call__(self, batch_size, generator, *, group=1):
-        index = torch.randint(self.count, (batch_size // group,), generator=generator)
+        # the trainer's generator lives on the model's device (a GPU's draws need its device)
+        index = torch.randint(
+            self.count, (batch_size // group,), generator=generator, device=generator.device
+        ).to(next(iter(self.bank.values())).device)
         index = index.repeat_interleave(group)
         return {**{k: v[index] for k, v in self.bank.items()}, "prompt_index": index}
 
@@ -96,13 +99,15 @@ def build(arch: str, size: int, lora_rank: int, dtype: torch.dtype, device):
     if arch == "sd15":
         net = UNet2DConditionModel(**SD15_UNET)
         vae = AutoencoderKL(**SD_VAE, latent_channels=4, scaling_factor=0.18215)
-        conditions = RandomPrompts({"prompt_embeds": (77, 768)})
+        conditions = RandomPrompts({"prompt_embeds": (77, 768)}, device=device)
     else:
         net = SD3Transformer2DModel(**SD35M_TRANSFORMER)
         vae = AutoencoderKL(
             **SD_VAE, latent_channels=16, scaling_factor=1.5305, shift_factor=0.0609
         )
-        conditions = RandomPrompts({"prompt_embeds": (333, 4096), "pooled_prompt_embeds": (2048,)})
+        conditions = RandomPrompts(
+            {"prompt_embeds": (333, 4096), "pooled_prompt_embeds": (2048,)}, device=device
+        )
     # frozen weights in dtype before the adapter is built: it takes its compute dtype from them
     net, vae = net.to(device, dtype).eval(), vae.to(device, dtype).eval()
     net.requires_grad_(False)

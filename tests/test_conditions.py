@@ -119,7 +119,6 @@ def test_sample_with_conditions_draws_each_row_from_its_class():
                   diffusion=am.make_diffusion("ode", FM), cond=labels)  # fmt: skip
 
 
-@pytest.mark.slow
 def test_conditional_adjoint_matching_lands_on_every_class_target():
     """One fine-tuning run over all classes: each class's samples move from its base to its own
     exact tilt (the classes' targets differ, so mixed-up rows could not land on all three)."""

@@ -19,7 +19,6 @@ from slurm_cluster import SlurmCluster, SlurmUnavailable  # noqa: E402
 ROOT = Path(__file__).resolve().parents[2]
 
 
-@pytest.mark.slow
 def test_smoke_workflow_on_a_real_slurm_cluster(tmp_path):
     if importlib.util.find_spec("snakemake_executor_plugin_slurm") is None:
         pytest.skip("snakemake-executor-plugin-slurm is not installed")

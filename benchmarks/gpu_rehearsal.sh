@@ -1,0 +1,49 @@
+#!/usr/bin/env bash
+# The paper's text-to-image costs on one GPU, at the paper's sizes, with the full architectures
+# and random weights (nothing to download): SD 1.5 at 512 px (50 steps, the authors' setting) and
+# SD 3.5 medium at 1024 px (40 steps, the paper's), bf16 frozen weights with float32 trainable
+# parameters, LoRA rank 4 and the full denoiser, with and without gradient checkpointing. Each
+# line of the printed tables is one `python benchmarks/bench_t2i.py` run: seconds per training
+# iteration of each method against one ODE sampling pass of the same batch, and peak GPU memory.
+#
+#   bash benchmarks/gpu_rehearsal.sh            # one GPU (docs/text_to_image.md: measured)
+#   bash benchmarks/gpu_rehearsal.sh --tiny     # the same runs on tiny models (CPU, seconds)
+#
+# OUT=<folder> keeps each run's table there as well (default: a temporary folder).
+set -uo pipefail
+cd "$(dirname "${BASH_SOURCE[0]}")/.."
+OUT="${OUT:-$(mktemp -d)}"
+mkdir -p "$OUT"
+PY="${PYTHON:-python3}"
+export PYTHONUNBUFFERED=1
+if [ "${1:-}" = "--tiny" ]; then
+  SD15="--arch tiny-sd15 --size 16"; SD35="--arch tiny-sd3 --size 16"; K15=4; K35=4; B15=2; B35=2
+else
+  SD15="--arch sd15 --size 512"; SD35="--arch sd35-medium --size 1024"; K15=50; K35=40; B15=4; B35=2
+fi
+run() {  # name, then bench_t2i arguments
+  local name="$1"
+  shift
+  echo "## $name"
+  timeout 600 "$PY" benchmarks/bench_t2i.py "$@" 2>&1 | tee "$OUT/$name.md" | grep -v Warning
+  echo
+}
+command -v nvidia-smi >/dev/null && nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv
+"$PY" -c "import torch, diffusers; print('torch', torch.__version__, 'diffusers', diffusers.__version__)"
+# The authors' SD 1.5 size: LoRA, then the full UNet against a frozen copy. Gradient
+# checkpointing throughout: Adjoint Matching regresses all its loss steps in one batch (20 x the
+# batch in the paper's setting), which without checkpointing does not fit SD 1.5 at 512 px and
+# batch 4 in an H200's 139 GiB (measured); the last run shows that memory.
+run sd15_lora_ckpt $SD15 --steps $K15 --batch $B15 --dtype bfloat16 --lora-rank 4 \
+  --checkpointing --rounds 1 --methods adjoint_matching draft refl grpo
+run sd15_full_ckpt $SD15 --steps $K15 --batch $B15 --dtype bfloat16 --lora-rank 0 \
+  --checkpointing --rounds 1 --methods adjoint_matching
+# the paper's setting on a public model: the full SD 3.5 medium transformer at 512 px, 40 steps
+run sd35m_full_ckpt_512 ${SD35/1024/512} --steps $K35 --batch 4 --dtype bfloat16 --lora-rank 0 \
+  --checkpointing --rounds 1 --methods adjoint_matching
+# SD 3.5 medium at its own 1024 px
+run sd35m_lora_ckpt $SD35 --steps $K35 --batch $B35 --dtype bfloat16 --lora-rank 4 \
+  --checkpointing --rounds 1 --methods adjoint_matching draft refl grpo
+run sd15_lora_no_ckpt $SD15 --steps $K15 --batch 1 --dtype bfloat16 --lora-rank 4 --rounds 1 \
+  --methods adjoint_matching draft
+echo "tables in $OUT"
