@@ -82,21 +82,25 @@ class StepSubset:
         return self._select(K, generator)
 
     def _select(self, K: int, generator: torch.Generator | None) -> Tensor:
+        def randperm(n: int) -> Tensor:  # on the generator's device (a GPU's), returned on the CPU
+            device = "cpu" if generator is None else generator.device
+            return torch.randperm(n, generator=generator, device=device).cpu()
+
         if self.mode == "all":
             return torch.arange(K)
         if self.mode == "uniform":
             m = min(self.num_steps, K)
-            return torch.randperm(K, generator=generator)[:m].sort().values
+            return randperm(K)[:m].sort().values
         if self.mode == "split":  # their middle: round(K * 0.6), Python's round
             middle = min(max(int(round(self.early_fraction * K)), 1), K - 1) if K > 1 else K
             n_early = min(self.num_steps // 2, middle)
             n_late = min(self.num_steps - self.num_steps // 2, K - middle)
-            early = torch.randperm(middle, generator=generator)[:n_early]
-            late = middle + torch.randperm(K - middle, generator=generator)[:n_late]
+            early = randperm(middle)[:n_early]
+            late = middle + randperm(K - middle)[:n_late]
             return torch.cat([early, late]).sort().values
         n_last = min(self.num_last, K)
         n_early = min(int(round(self.early_fraction * K)), K - n_last)
-        early = torch.randperm(n_early, generator=generator)[: min(self.num_random, n_early)]
+        early = randperm(n_early)[: min(self.num_random, n_early)]
         last = torch.arange(K - n_last, K)
         return torch.cat([early, last]).unique().sort().values
 

@@ -89,7 +89,11 @@ class PromptSampler(ConditionSampler):
     def indices(self, n: int, generator: torch.Generator) -> Tensor:
         """The rows ``[n]`` of the prompt list that the next draw of ``n`` prompts takes."""
         if self.order == "uniform":
-            return torch.randint(len(self.prompts), (n,), generator=generator)
+            # drawn on the generator's device (the trainer's is the model's, a GPU's)
+            draw = torch.randint(
+                len(self.prompts), (n,), generator=generator, device=generator.device
+            )
+            return draw.cpu()
         from am.train import DRAW_POSITION
 
         position = DRAW_POSITION.get()
