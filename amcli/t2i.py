@@ -253,6 +253,11 @@ def main(argv: list[str] | None = None) -> int:
             p.add_argument(
                 "--run-dir", default=None, help="the fine-tuning run (sample: none = base)"
             )
+        if name == "finetune":
+            p.add_argument(
+                "--restart-if-changed", action="store_true",
+                help="a --run-dir trained under other settings is cleared, not refused",
+            )  # fmt: skip
         if name == "sample":
             p.add_argument("--out", required=True, help="folder for the images and metadata.csv")
             p.add_argument("--prompts", default=None, help="prompt file (default: prompts.eval)")
@@ -283,7 +288,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         with logging_redirect_tqdm():  # log lines above the progress bar, not through it
             if args.command == "finetune":
-                finetune(cfg, Path(args.run_dir))
+                finetune(cfg, Path(args.run_dir), restart_if_changed=args.restart_if_changed)
             else:
                 sample(
                     cfg,

@@ -11,8 +11,11 @@ file and the fine-tuning result it will load.
 from __future__ import annotations
 
 import json
+import logging
 from dataclasses import dataclass, field
 from pathlib import Path
+
+log = logging.getLogger("amcli.t2i")
 
 __all__ = [
     "ResourceError",
@@ -105,16 +108,21 @@ def result_path(run_dir: Path, family: str, lora: bool) -> Path:
     return run_dir / "lora" if lora else run_dir / "result" / DENOISER_OF[family][0]
 
 
-def check_finetune(cfg, run_dir: Path) -> FinetunePlan:
+def check_finetune(cfg, run_dir: Path, *, restart_if_changed: bool = False) -> FinetunePlan:
     """Model, scorers and the run directory's settings; a run directory that holds this very
-    run, finished, is reported as such (``finished``)."""
-    from amcli.t2i_settings import SettingsError, compare_settings
+    run, finished, is reported as such (``finished``). With ``restart_if_changed`` a run
+    directory of other settings is cleared (a new run starts there) instead of refused."""
+    from amcli.t2i_settings import SettingsError, clear_training_state, compare_settings
 
     family = check_model(cfg)
     try:
         notes = compare_settings(cfg, run_dir)
     except SettingsError as e:
-        raise ResourceError(f"--run-dir: {e}") from None
+        if not restart_if_changed:
+            raise ResourceError(f"--run-dir: {e}") from None
+        log.warning("%s; --restart-if-changed: starting afresh", e)
+        clear_training_state(run_dir)
+        notes = []
     summary = run_dir / "result.json"
     if not notes and summary.is_file():
         saved = result_path(run_dir, family, cfg.lora is not None)

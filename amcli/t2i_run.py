@@ -58,12 +58,13 @@ def _diffusion(spec: str, schedule):
     return make_diffusion(spec if spec in ("ode", "memoryless") else float(spec), schedule)
 
 
-def finetune(cfg, run_dir: Path) -> Path:
+def finetune(cfg, run_dir: Path, *, restart_if_changed: bool = False) -> Path:
     """Fine-tune, checkpointing into ``run_dir`` (resumed when it holds a checkpoint of the same
     config); the result goes to ``run_dir/lora`` (diffusers' LoRA format) or
     ``run_dir/result/<denoiser>`` (``save_pretrained``). Returns that path. Everything it needs
     is checked before any weights load (:mod:`amcli.t2i_checks`), a run directory of other
-    settings is refused (:mod:`amcli.t2i_settings`), and a finished run returns at once."""
+    settings is refused (:mod:`amcli.t2i_settings`; cleared and started afresh with
+    ``restart_if_changed``), and a finished run returns at once."""
     import am
     from am.t2i.lora import DENOISER_OF, LoraSettings
     from am.t2i.prompts import read_prompts
@@ -71,7 +72,7 @@ def finetune(cfg, run_dir: Path) -> Path:
     from am.vision import MissingWeightsError, load_reward
     from baselines.registry import method_class
 
-    plan = check_finetune(cfg, run_dir)
+    plan = check_finetune(cfg, run_dir, restart_if_changed=restart_if_changed)
     if plan.finished is not None:
         log.info("%s already holds this run, finished: %s", run_dir, plan.finished)
         return plan.finished

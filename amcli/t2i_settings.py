@@ -144,3 +144,20 @@ def record(cfg, run_dir: Path) -> None:
 
     data = {"settings": run_settings(cfg)}
     atomic_write_text(run_dir / SETTINGS_FILE, json.dumps(data, indent=1, sort_keys=True) + "\n")
+
+
+# what a fine-tuning run writes into its directory (the run's config file and logs stay)
+TRAINING_STATE = ("checkpoint.pt", "metrics.jsonl", SETTINGS_FILE, "result.json", "lora", "result")
+
+
+def clear_training_state(run_dir: Path) -> None:
+    """Remove what an earlier run trained in ``run_dir`` (:data:`TRAINING_STATE`), so that a run
+    under other settings starts afresh there (the workflow's reruns after a config change)."""
+    import shutil
+
+    for name in TRAINING_STATE:
+        path = run_dir / name
+        if path.is_dir():
+            shutil.rmtree(path)
+        elif path.exists():
+            path.unlink()

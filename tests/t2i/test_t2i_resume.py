@@ -174,3 +174,18 @@ def test_sample_refuses_a_run_of_another_base_model(world, finished, tmp_path, c
     err = capsys.readouterr().err.strip()
     assert "\n" not in err and f"model.path: {finished} was fine-tuned from " in err
     assert f"the config names '{model}'" in err
+
+
+def test_restart_if_changed_clears_a_run_of_other_settings(world, finished, tmp_path, caplog):
+    """The workflow's rule: a config change reruns the fine-tuning from scratch in the same
+    directory (the old LoRA, checkpoint and record go), not a refusal."""
+    run_dir = tmp_path / "run"
+    shutil.copytree(finished, run_dir)
+    old = (run_dir / "lora" / "pytorch_lora_weights.safetensors").read_bytes()
+    caplog.set_level("INFO", logger="amcli")
+    config = variant(world, "changed.yaml", lora={"alpha": 16.0})
+    assert main(["finetune", str(config), "--run-dir", str(run_dir), "--restart-if-changed"]) == 0
+    assert "lora.alpha: recorded 8.0, now 16.0" in caplog.text and "starting afresh" in caplog.text
+    assert json.loads((run_dir / "settings.json").read_text())["settings"]["lora.alpha"] == 16.0
+    assert len((run_dir / "metrics.jsonl").read_text().splitlines()) == 2  # a new run of 2
+    assert (run_dir / "lora" / "pytorch_lora_weights.safetensors").read_bytes() != old

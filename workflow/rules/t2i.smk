@@ -91,7 +91,8 @@ if T2I is not None:
         conda:
             ENV
         shell:
-            "{params.env}python -m amcli.t2i finetune {input.cfg} --run-dir $(dirname {output}) > {log} 2>&1"
+            "{params.env}python -m amcli.t2i finetune {input.cfg} --run-dir $(dirname {output}) "
+            "--restart-if-changed > {log} 2>&1"
 
     rule t2i_sample:
         input:
