@@ -170,6 +170,8 @@ def _schedule_spec(cfg: T2IConfig, method_config) -> None:
     if final not in FINAL_ALPHA_BARS:
         raise ConfigError(f"model.final_alpha_bar: one of {list(FINAL_ALPHA_BARS)}, got {final!r}")
     if final == "half":
+        if getattr(method_config, "grid_warp", 0):  # the noisy end assumes the uniform last step
+            raise ConfigError("method.grid_warp: must be 0 with model.final_alpha_bar: half")
         for key, steps in (("method.num_steps", getattr(method_config, "num_steps", None)),
                            ("sample.num_steps", cfg.sample.num_steps)):  # fmt: skip
             if not isinstance(steps, int) or 1000 % steps:

@@ -79,13 +79,31 @@ def require_train(train) -> None:
 
 
 def check_model(cfg) -> str:
-    """The pipeline class of ``model.path`` (from ``model_index.json`` alone)."""
+    """The pipeline class of ``model.path`` (from ``model_index.json`` alone), and the options
+    that hold for one family only: ``model.betas`` and ``model.final_alpha_bar`` (VP pipelines)
+    and ``sample.scheduler`` (a scheduler of the model's family)."""
     from am.t2i.loading import ModelNotFoundError, UnsupportedModelError, model_family
+    from am.t2i.sampling import SCHEDULER_CLASSES, parse_sampler
 
     try:
-        return model_family(cfg.model.path)
+        family = model_family(cfg.model.path)
     except (ModelNotFoundError, UnsupportedModelError) as e:
         raise ResourceError(f"model.path: {e}") from None
+    vp = family == "StableDiffusionPipeline"
+    for key, value, default in (("betas", cfg.model.betas, None),
+                                ("final_alpha_bar", cfg.model.final_alpha_bar, "clean")):  # fmt: skip
+        if not vp and value != default:
+            raise ResourceError(
+                f"model.{key}: a VP (DDIM/DDPM) schedule option; {cfg.model.path} is a {family}"
+            )
+    if cfg.sample.scheduler is not None:
+        name = SCHEDULER_CLASSES[parse_sampler(cfg.sample.scheduler).scheduler]
+        if name is not None and (name == "FlowMatchEulerDiscreteScheduler") == vp:
+            raise ResourceError(
+                f"sample.scheduler: {cfg.sample.scheduler!r} does not sample a {family} "
+                f"({cfg.model.path})"
+            )
+    return family
 
 
 def check_scorers(cfg) -> None:

@@ -155,7 +155,7 @@ def _load_result(pipe, run_dir: Path) -> None:
 def sample(cfg, *, run_dir: Path | None, out: Path, prompts_file: str | None = None) -> Path:
     """``cfg.sample.per_prompt`` images of every prompt of ``prompts_file`` (default the
     config's eval prompts) from the base (``run_dir=None``) or the fine-tuned model, as PNGs in
-    ``out`` with a ``metadata.csv`` (``file_name``, ``prompt``, ``seed``)."""
+    ``out`` with a ``metadata.csv`` (``file_name``, ``prompt``, ``index``: the image of its prompt)."""
     from tqdm.auto import tqdm
 
     import am

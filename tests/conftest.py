@@ -20,7 +20,6 @@ SLOW = {
     ("workflow/test_report.py", "*"): "the smoke workflow's report, rendered in Chromium",
     ("workflow/test_rerun.py", "*"): "replans the finished smoke workflow",
     ("workflow/test_schema.py", "*"): "Snakemake dry-runs and lint in subprocesses",
-    ("workflow/test_figure2.py", "test_a_regenerated_figure_is_the_same_file"): "a figure run",
     ("test_end_to_end.py", "*"): "training runs and the smoke workflow",
     ("test_distributed.py", "*"): "accelerate launch with two processes",
     ("t2i/test_t2i_cli.py", "test_two_processes_equal_one_process"): "accelerate launch",

@@ -68,6 +68,14 @@ def config(tmp_path, model, text: str | None = None, **overrides) -> Path:
     return path
 
 
+def edited(path: Path, section: str, values: dict) -> Path:
+    """``path``'s config with ``values`` merged into its ``section``."""
+    data = yaml.safe_load(path.read_text())
+    data[section] = {**data.get(section, {}), **values}
+    path.write_text(yaml.safe_dump(data))
+    return path
+
+
 def one_line(capsys) -> str:
     err = capsys.readouterr().err.strip()
     assert "\n" not in err and "Traceback" not in err, err
@@ -171,3 +179,32 @@ def test_sample_mistakes_before_loading(tmp_path, model, capsys, no_loading):
     assert "--prompts: " in (err := one_line(capsys)) and "holds no prompts" in err
     assert main([*argv, "--run-dir", str(tmp_path)]) == 2
     assert "--run-dir: " in one_line(capsys) and not (tmp_path / "out").exists()
+
+
+@pytest.mark.parametrize(
+    "family, edit, needle",
+    [
+        ("StableDiffusion3Pipeline", {"betas": [0.002, 0.009]}, "model.betas: a VP (DDIM/DDPM)"),
+        ("FluxPipeline", {"final_alpha_bar": "half"}, "model.final_alpha_bar: a VP (DDIM/DDPM)"),
+        ("StableDiffusion3Pipeline", {"scheduler": "ddim:0"}, "sample.scheduler: 'ddim:0' does"),
+        ("StableDiffusionPipeline", {"scheduler": "flow_match_euler"}, "sample.scheduler: 'flow"),
+    ],
+    ids=["betas-sd3", "final-flux", "ddim-sd3", "euler-sd15"],
+)
+def test_options_of_another_family_before_loading(
+    tmp_path, model, capsys, no_loading, family, edit, needle
+):
+    (model / "model_index.json").write_text(json.dumps({"_class_name": family}))
+    path = edited(config(tmp_path, model), "sample" if "scheduler" in edit else "model", edit)
+    for argv in (["finetune", str(path), "--run-dir", str(tmp_path / "run")],
+                 ["sample", str(path), "--out", str(tmp_path / "out")]):  # fmt: skip
+        assert main(argv) == 2
+        err = one_line(capsys)
+        assert err.startswith(f"error in {path}: {needle}"), err
+
+
+def test_a_noisy_end_refuses_a_warped_grid(tmp_path, model, capsys, no_loading):
+    path = edited(config(tmp_path, model), "model", {"final_alpha_bar": "half"})
+    path = edited(path, "method", {"grid_warp": 0.5})
+    assert main(["finetune", str(path), "--run-dir", str(tmp_path / "run")]) == 2
+    assert "method.grid_warp: must be 0 with model.final_alpha_bar: half" in one_line(capsys)
