@@ -67,6 +67,31 @@ def prompts_digest(path: str | Path) -> str:
     return hashlib.sha256(text.encode()).hexdigest()[:16]
 
 
+def scorer_digests(cfg) -> dict[str, str]:
+    """``{scorer/file: digest}`` of the weight files of every scorer of ``reward.terms`` as
+    they would load: the file's size and a SHA-256 of its first and last MiB (16 hex digits).
+    Another checkpoint of the same architecture has the same keys and shapes but other bytes;
+    reading two MiB a file keeps this cheap on multi-gigabyte files."""
+    from am.vision import SCORERS, locate
+    from am.vision.resources import _get
+
+    out = {}
+    for name in sorted(cfg.reward.terms):
+        for i, resource in enumerate(SCORERS[name].resources):
+            directory = locate(resource, cfg.reward.weights.get(name) if i == 0 else None)
+            for file in _get(resource).files:
+                path = directory / file
+                if not path.is_file():
+                    continue  # a folder resource's own files are listed by it
+                digest = hashlib.sha256(str(path.stat().st_size).encode())
+                with open(path, "rb") as f:
+                    digest.update(f.read(2**20))
+                    f.seek(max(path.stat().st_size - 2**20, 0))
+                    digest.update(f.read(2**20))
+                out[f"{resource}/{file}"] = digest.hexdigest()[:16]
+    return out
+
+
 def run_settings(cfg) -> dict[str, Any]:
     """``{dotted key: value}`` of every setting of ``cfg`` (a :class:`amcli.t2i.T2IConfig`)
     that changes the trained weights."""
@@ -74,6 +99,7 @@ def run_settings(cfg) -> dict[str, Any]:
     out.update({"lora": None} if cfg.lora is None else _flat("lora", cfg.lora))
     out["reward.terms"] = _plain(dict(cfg.reward.terms))
     out["reward.reward_scale"] = cfg.reward.reward_scale
+    out["reward.weights_sha256"] = scorer_digests(cfg)
     out["prompts.train_sha256"] = prompts_digest(cfg.prompts.train)
     out.update({k: v for k, v in _flat("prompts", cfg.prompts).items()
                 if k not in ("prompts.train", "prompts.eval")})  # fmt: skip

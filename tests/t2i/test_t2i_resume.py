@@ -189,3 +189,19 @@ def test_restart_if_changed_clears_a_run_of_other_settings(world, finished, tmp_
     assert json.loads((run_dir / "settings.json").read_text())["settings"]["lora.alpha"] == 16.0
     assert len((run_dir / "metrics.jsonl").read_text().splitlines()) == 2  # a new run of 2
     assert (run_dir / "lora" / "pytorch_lora_weights.safetensors").read_bytes() != old
+
+
+def test_other_scorer_weights_are_refused(world, finished, tmp_path, capsys, no_loading):
+    """The reward model is part of the run: the same bytes elsewhere continue it, other bytes
+    (another checkpoint of the same architecture) are refused."""
+    weights = tmp_path / "aesthetic"
+    shutil.copytree(world / "weights" / "aesthetic", weights)
+    config = variant(world, "moved.yaml", reward={"weights": {"aesthetic": str(weights)}})
+    assert check_finetune(load_config(str(config)), finished).finished is not None
+    head = weights / "sac+logos+ava1-l14-linearMSE.pth"
+    data = bytearray(head.read_bytes())
+    data[-1] ^= 1
+    head.write_bytes(bytes(data))
+    assert main(["finetune", str(config), "--run-dir", str(finished)]) == 2
+    err = capsys.readouterr().err
+    assert "reward.weights_sha256: recorded " in err, err
