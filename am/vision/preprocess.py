@@ -69,17 +69,16 @@ def resize(images: Tensor, size: tuple[int, int], mode: str = "bicubic") -> Tens
 def letterbox(images: Tensor, size: int, fill: float = 0.0) -> Tensor:
     """hpsv2's ``ResizeMaxSize(size)`` on ``images [B, C, H, W]`` -> ``[B, C, size, size]``:
     scale ``size / max(H, W)``, each side ``round(side * scale)`` (Python's half-to-even, as
-    there), bicubic, then pad with ``fill`` (``pad // 2`` before, the rest after). As there, an
-    image whose longer side is already ``size`` is returned unpadded; a non-square one is
-    refused, since the model could not take it."""
+    there), bicubic, then pad with ``fill`` (``pad // 2`` before, the rest after). An image
+    whose longer side is already ``size`` is padded without resizing (hpsv2 returns it
+    unpadded, which its model then cannot take: the padding is what its transform means)."""
     h, w = images.shape[-2:]
     scale = size / float(max(h, w))
     if scale == 1.0:
-        if h != w:
-            raise ValueError(f"cannot letterbox {h}x{w} to {size}: hpsv2 leaves it unpadded")
-        return images
-    new_h, new_w = round(h * scale), round(w * scale)
-    x = F.interpolate(images, size=(new_h, new_w), mode="bicubic", antialias=True)
+        new_h, new_w, x = h, w, images
+    else:
+        new_h, new_w = round(h * scale), round(w * scale)
+        x = F.interpolate(images, size=(new_h, new_w), mode="bicubic", antialias=True)
     pad_h, pad_w = size - new_h, size - new_w
     return F.pad(x, (pad_w // 2, pad_w - pad_w // 2, pad_h // 2, pad_h - pad_h // 2), value=fill)
 

@@ -140,3 +140,16 @@ def test_refuses_wrong_architecture(tmp_path):
         text_cfg=dict(context_length=77, vocab_size=49408, width=32, heads=4, layers=2),
     )
     _refused(tmp_path, other.state_dict(), "wrong shape", "visual.")
+
+
+def test_letterbox_pads_an_image_whose_long_side_is_already_224():
+    """hpsv2 returns such an image unpadded (its model then fails); here it is padded with
+    black on both sides, unresized."""
+    u8 = photos_at(224, 160)
+    ours = Preprocess(size=224, fit="pad")(u8.float() / 255)
+    assert ours.shape[-2:] == (224, 224)
+    normalised = TF.normalize(u8.float() / 255, OPENAI_CLIP_MEAN, OPENAI_CLIP_STD)
+    torch.testing.assert_close(ours[..., 32:192], normalised)  # 32 columns of padding each side
+    black = TF.normalize(torch.zeros(3, 224, 32), OPENAI_CLIP_MEAN, OPENAI_CLIP_STD)
+    torch.testing.assert_close(ours[0, :, :, :32], black)
+    torch.testing.assert_close(ours[0, :, :, 192:], black)
