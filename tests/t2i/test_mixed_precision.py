@@ -97,6 +97,14 @@ def test_bf16_full_finetune_keeps_every_update():
     }
 
 
+def test_bf16_lora_step_changes_as_many_entries_as_float32():
+    """The same step with a LoRA adapter on bfloat16 frozen weights and on float32 ones: the
+    adapter (float32 either way) changes the same fraction of its entries."""
+    f32 = changed_fraction(trainer_for("sd3", torch.float32, lora=True)[0])
+    bf16 = changed_fraction(trainer_for("sd3", torch.bfloat16, lora=True)[0])
+    assert f32 > 0.3 and abs(bf16 - f32) < 0.01, (bf16, f32)
+
+
 @pytest.mark.parametrize("family", ["sd15", "sd3", "flux"])
 def test_bf16_lora_state_grid_timestep_and_reward_input_are_float32(family):
     """A bfloat16 LoRA step on the CPU: the sampler state, the time grid and the adjoint
