@@ -37,7 +37,7 @@ import torch
 from torch import Tensor
 
 from am.conditions import bind_velocity, num_rows, take
-from am.diffusion import Diffusion
+from am.diffusion import Diffusion, make_diffusion
 from am.schedules import Schedule, ScheduleValues
 
 Velocity = Callable[[Tensor, Tensor], Tensor]
@@ -316,7 +316,7 @@ def sample(
     *,
     schedule: Schedule,
     num_steps: int,
-    diffusion: Diffusion,
+    diffusion: Diffusion | str | float,
     stepper: Stepper | None = None,
     generator: torch.Generator | None = None,
     dtype: torch.dtype | None = None,
@@ -325,8 +325,11 @@ def sample(
     cond=None,
 ) -> Tensor:
     """Draw ``[num_samples, *sample_shape]`` samples from ``X_0 ~ N(0, I)`` on a uniform grid,
-    in chunks so memory stays bounded. ``cond``: for a conditional velocity
-    ``(x, t, cond)``, the condition of every sample (``num_samples`` rows; :mod:`am.conditions`)."""
+    in chunks so memory stays bounded. ``diffusion``: ``"ode"``, ``"memoryless"``, a constant
+    sigma or a :class:`am.diffusion.Diffusion` (:func:`am.diffusion.make_diffusion`). ``cond``:
+    for a conditional velocity ``(x, t, cond)``, the condition of every sample
+    (``num_samples`` rows; :mod:`am.conditions`)."""
+    diffusion = make_diffusion(diffusion, schedule)
     rows = num_rows(cond)
     if rows is not None and rows != num_samples:
         raise ValueError(f"cond has {rows} rows for num_samples={num_samples}")

@@ -235,3 +235,18 @@ def test_step_coefficients_are_the_written_out_steps(schedule):
         written = sv_next.alpha * y + phi * (x - sv.alpha * y) + scale * eps
         got = ddpm.step(x, v, sv=sv, sv_next=sv_next, sigma=sigmas[k], noise=eps)
         torch.testing.assert_close(got, written, rtol=1e-10, atol=1e-10)
+
+
+@pytest.mark.parametrize("spec", ["ode", "memoryless", 0.5])
+def test_sample_takes_a_diffusion_by_name_or_number(spec):
+    """``am.sample(..., diffusion="ode")`` is the same draw as with the built Diffusion; a wrong
+    name is refused before any step."""
+    fm = FlowMatchingSchedule()
+    velocity = GaussianMixtureVelocity(BIMODAL, fm)
+    draw = lambda d: sample(  # noqa: E731
+        velocity, 64, (1,), schedule=fm, num_steps=8, diffusion=d,
+        generator=torch.Generator().manual_seed(0),
+    )  # fmt: skip
+    torch.testing.assert_close(draw(spec), draw(make_diffusion(spec, fm)), atol=0, rtol=0)
+    with pytest.raises(ValueError, match="diffusion must be"):
+        draw("sde")
