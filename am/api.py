@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import sys
 import time
+from collections.abc import Callable
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -47,13 +48,15 @@ class FineTuneResult:
     iterations: int
 
 
-def default_model(base: nn.Module, sample_shape: tuple[int, ...], conditions=None) -> nn.Module:
+def default_model(
+    base: nn.Module | Callable, sample_shape: tuple[int, ...], conditions=None
+) -> nn.Module:
     """The model :func:`finetune` trains when none is given: a trainable copy of ``base`` (the
     paper initialises ``v_ft = v_base``); for a base without parameters (an exact velocity) and
     vector samples, ``base + TimeMLP(d, hidden=64, depth=3, time_features=4)`` with a
     zero-initialised last layer, so that it starts at the base (class-conditional when
     ``conditions`` is :class:`am.conditions.ClassLabels`)."""
-    if any(True for _ in base.parameters()):
+    if isinstance(base, nn.Module) and any(True for _ in base.parameters()):
         return finetunable_copy(base)
     if len(sample_shape) == 1 and conditions is None:
         return ResidualVelocity(base, TimeMLP(sample_shape[0], zero_init=True))
@@ -142,7 +145,18 @@ def finetune(
     ``threads``: torch threads while training (default 1, the fastest on small CPU problems;
     ``None`` leaves torch's setting, e.g. for a large model on many cores).
     """
-    base.requires_grad_(False)
+    if not (isinstance(method, type) and issubclass(method, Method)):
+        if hasattr(method, "__dataclass_fields__"):
+            raise TypeError(
+                f"method takes a method class; pass the {type(method).__name__} as config= "
+                "(e.g. am.finetune(..., config=am.AdjointMatchingConfig(num_steps=20)))"
+            )
+        raise TypeError(
+            f"method must be a Method class (e.g. am.methods.AdjointMatching), got {method!r}; "
+            "to pick a registered method by name use baselines.finetune(..., method='draft')"
+        )
+    if isinstance(base, nn.Module):  # a plain callable velocity has nothing to freeze
+        base.requires_grad_(False)
     if model is None:
         model = default_model(base, tuple(sample_shape), conditions)
     problem = FineTuningProblem(
@@ -154,16 +168,6 @@ def finetune(
         conditions=conditions,
         null_condition=null_condition,
     )
-    if not (isinstance(method, type) and issubclass(method, Method)):
-        if hasattr(method, "__dataclass_fields__"):
-            raise TypeError(
-                f"method takes a method class; pass the {type(method).__name__} as config= "
-                "(e.g. am.finetune(..., config=am.AdjointMatchingConfig(num_steps=20)))"
-            )
-        raise TypeError(
-            f"method must be a Method class (e.g. am.methods.AdjointMatching), got {method!r}; "
-            "to pick a registered method by name use baselines.finetune(..., method='draft')"
-        )
     trainer = Trainer(
         method(_method_config(method, config), problem), model, train or TrainConfig(), run_dir
     )

@@ -129,3 +129,20 @@ def test_distance_to_target_reports_the_floor():
     assert "noise floor" in str(exact)
     with pytest.raises(ValueError, match=r"\[n, 2\]"):
         p.distance_to_target(torch.zeros(5, 3))
+
+
+def test_a_plain_callable_base_and_a_wrong_method_leave_the_base_alone():
+    """A velocity that is a plain function fine-tunes (the default model adds a network to
+    it); a method that is not a Method class is refused before the base is touched."""
+    p, args = small()
+    exact = p.velocity
+
+    def velocity(x, t):  # not an nn.Module
+        return exact(x, t)
+
+    result = am.finetune(velocity, p.reward, **args)
+    assert isinstance(result.model, ResidualVelocity) and len(result.history) == 4
+    net = TimeMLP(1, zero_init=True)
+    with pytest.raises(TypeError, match="method must be a Method class"):
+        am.finetune(net, p.reward, method="draft", **args)
+    assert all(q.requires_grad for q in net.parameters())

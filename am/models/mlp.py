@@ -70,7 +70,8 @@ class ResidualVelocity(nn.Module):
 
     def __init__(self, base: nn.Module, net: nn.Module):
         super().__init__()
-        self.base = base.requires_grad_(False)
+        # a plain callable base (an exact velocity written as a function) has nothing to freeze
+        self.base = base.requires_grad_(False) if isinstance(base, nn.Module) else base
         self.net = net
 
     def forward(self, x: Tensor, t: Tensor, *cond) -> Tensor:
