@@ -121,12 +121,14 @@ def test_sample_with_conditions_draws_each_row_from_its_class():
 
 def test_conditional_adjoint_matching_lands_on_every_class_target():
     """One fine-tuning run over all classes: each class's samples move from its base to its own
-    exact tilt (the classes' targets differ, so mixed-up rows could not land on all three)."""
+    exact tilt (the classes' targets differ, so mixed-up rows could not land on all three).
+    Budget: the worst class's error over its base-to-target distance, measured 0.19 / 0.086 /
+    0.067 / 0.043 after 100 / 150 / 200 / 300 iterations; 200 keeps twice the margin to 0.15."""
     torch.manual_seed(0)
     gt = make_conditional_problem("cgmm2d", FM, 1.0)
     result = am.finetune(
         gt.velocity, gt.reward, schedule=FM, sample_shape=(2,), reward_scale=1.0,
-        conditions=gt.conditions, train=am.TrainConfig(iterations=300), progress=False,
+        conditions=gt.conditions, train=am.TrainConfig(iterations=200), progress=False,
     )  # fmt: skip
     labels = torch.arange(3).repeat_interleave(2000)
     x = am.sample(

@@ -58,7 +58,9 @@ def finetune_1d(diffusion, seed=0):
 def test_memoryless_lands_near_tilt_and_constant_sigma_does_not():
     w1_mem, mean_mem, target_mean = finetune_1d("memoryless")
     w1_const, mean_const, _ = finetune_1d(0.2)
-    # base is at W1 ~ 2.4 from the target; the 4000-sample noise floor is ~ 0.03
+    # base is at W1 ~ 2.4 from the target; the 4000-sample noise floor is ~ 0.03. Budget
+    # (finetune_1d's 400 iterations), measured: memoryless W1 0.34 / 0.18 / 0.11 and mean error
+    # 0.30 / 0.13 / 0.06 after 200 / 300 / 400 iterations; 400 is the first with a margin.
     assert w1_mem < 0.2, w1_mem
     assert abs(mean_mem - target_mean) < 0.15, (mean_mem, target_mean)
     assert w1_const > 3 * w1_mem, (w1_const, w1_mem)
