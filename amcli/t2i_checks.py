@@ -97,7 +97,13 @@ def check_model(cfg) -> str:
                 f"model.{key}: a VP (DDIM/DDPM) schedule option; {cfg.model.path} is a {family}"
             )
     if cfg.sample.scheduler is not None:
-        name = SCHEDULER_CLASSES[parse_sampler(cfg.sample.scheduler).scheduler]
+        sampler = parse_sampler(cfg.sample.scheduler)
+        if cfg.model.final_alpha_bar == "half" and sampler.scheduler != "ddim":
+            raise ResourceError(
+                f"sample.scheduler: {cfg.sample.scheduler!r} cannot end noisy as "
+                "model.final_alpha_bar: half does; use ddim or ddim:<eta>"
+            )
+        name = SCHEDULER_CLASSES[sampler.scheduler]
         if name is not None and (name == "FlowMatchEulerDiscreteScheduler") == vp:
             raise ResourceError(
                 f"sample.scheduler: {cfg.sample.scheduler!r} does not sample a {family} "

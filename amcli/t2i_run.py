@@ -176,7 +176,9 @@ def sample(cfg, *, run_dir: Path | None, out: Path, prompts_file: str | None = N
     sampler = None if s.scheduler is None else parse_sampler(s.scheduler)
     if sampler is not None:  # the pipeline's own scheduler: the images are pipe(...)'s
         try:
-            use_scheduler(pipe, sampler, betas=cfg.model.betas)
+            use_scheduler(
+                pipe, sampler, betas=cfg.model.betas, final_alpha_bar=cfg.model.final_alpha_bar
+            )
         except ValueError as e:
             raise ResourceError(f"model {cfg.model.path}: {e}") from None
     try:

@@ -74,14 +74,36 @@ def parse_sampler(spec: str) -> PipelineSampler:
     return PipelineSampler(name, value)
 
 
+def noisy_end_ddim():
+    """diffusers' ``DDIMScheduler`` whose last step ends at alpha-bar ``(1 + alpha-bar of its
+    last timestep) / 2`` instead of the checkpoint's final alpha-bar: the Adjoint Matching
+    authors' fine-tuning scheduler (their ``src/trainers/soc_trainer.py`` sets
+    ``final_alpha_cumprod`` so after ``set_timesteps``), which the pipeline then samples with."""
+    from diffusers import DDIMScheduler
+
+    class NoisyEndDDIMScheduler(DDIMScheduler):
+        def set_timesteps(self, *args, **kwargs):
+            super().set_timesteps(*args, **kwargs)
+            self.final_alpha_cumprod = (1 + self.alphas_cumprod[self.timesteps[-1]]) / 2
+
+    return NoisyEndDDIMScheduler
+
+
 def use_scheduler(
-    pipe, sampler: PipelineSampler, *, betas: tuple[float, float] | None = None
+    pipe,
+    sampler: PipelineSampler,
+    *,
+    betas: tuple[float, float] | None = None,
+    final_alpha_bar: str = "clean",
 ) -> None:
     """Give ``pipe`` the sampler's scheduler, built from its own scheduler's config (betas,
     timestep spacing, shift carry over); ``betas = (start, end)`` replaces the config's
     ``beta_start, beta_end`` (a fine-tuning beta range, as the model was fine-tuned with; VP
-    pipelines only). Raises ``ValueError`` for a scheduler of the other family or a pipeline
-    this suite does not know."""
+    pipelines only); ``final_alpha_bar="half"`` (``ddim`` only) samples on the grid the model
+    was fine-tuned on with that option: "trailing" timesteps and the noisy end of
+    :func:`noisy_end_ddim`, the Adjoint Matching authors' evaluation scheduler. Raises
+    ``ValueError`` for a scheduler of the other family or a pipeline this suite does not
+    know."""
     import diffusers
 
     family = type(pipe).__name__
@@ -98,6 +120,10 @@ def use_scheduler(
         if flow:
             raise ValueError(f"betas apply to VP (DDIM/DDPM) schedulers; {family} is not")
         overrides = {"beta_start": float(betas[0]), "beta_end": float(betas[1])}
+    if final_alpha_bar == "half":
+        if sampler.scheduler != "ddim":
+            raise ValueError(f"final_alpha_bar 'half' samples with ddim, not {sampler.scheduler!r}")
+        cls, overrides = noisy_end_ddim(), {**overrides, "timestep_spacing": "trailing"}
     if name is not None or overrides:
         pipe.scheduler = cls.from_config(pipe.scheduler.config, **overrides)
 

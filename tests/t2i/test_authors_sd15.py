@@ -395,3 +395,32 @@ def test_bad_authors_options_name_their_key(world, change, key):
         data[section] = data[section] | values
     with pytest.raises(ConfigError, match=key.replace(".", r"\.")):
         parse_t2i_config(data)
+
+
+def test_their_evaluation_is_the_pipeline_with_ddim_and_the_authors_options(pipe):
+    """Their evaluation, DDIM eta 0 on their fine-tuning scheduler (trailing timesteps, betas
+    0.002-0.009, the noisy end), is ``sample.scheduler: ddim`` with ``model.betas`` and
+    ``model.final_alpha_bar: half``: the pipeline's latents equal a loop of their step."""
+    import copy
+
+    from am.t2i.sampling import PipelineSampler, use_scheduler
+
+    ours = copy.copy(pipe)  # the scheduler is swapped on this shallow copy only
+    use_scheduler(ours, PipelineSampler("ddim"), betas=AUTHORS["betas"], final_alpha_bar="half")
+    embeds = encode_prompts(pipe, ["a cat"])["prompt_embeds"]
+    latents = torch.randn(1, 4, 8, 8, generator=torch.Generator().manual_seed(3)).double()
+    with torch.no_grad():
+        out = ours(prompt_embeds=embeds, latents=latents, num_inference_steps=K, guidance_scale=1,
+                   height=16, width=16, output_type="latent").images  # fmt: skip
+    sched, x = theirs_scheduler(pipe), latents
+    for tau in sched.timesteps.tolist():
+        x = their_step(sched, eps_of(pipe.unet, x, tau, embeds), None, tau, x, eta=0.0)[0]
+    # diffusers' alpha-bars are float32 (as theirs), the transcription's float64: 1e-7 relative
+    torch.testing.assert_close(out, x, rtol=1e-6, atol=1e-5)
+    # without the noisy end the last step lands elsewhere
+    plain = copy.copy(pipe)
+    use_scheduler(plain, PipelineSampler("ddim"), betas=AUTHORS["betas"])
+    with torch.no_grad():
+        clean = plain(prompt_embeds=embeds, latents=latents, num_inference_steps=K,
+                      guidance_scale=1, height=16, width=16, output_type="latent").images  # fmt: skip
+    assert (clean - x).abs().max() > 1e-3

@@ -203,6 +203,13 @@ def test_options_of_another_family_before_loading(
         assert err.startswith(f"error in {path}: {needle}"), err
 
 
+def test_a_noisy_end_samples_with_ddim_only(tmp_path, model, capsys, no_loading):
+    path = edited(config(tmp_path, model), "model", {"final_alpha_bar": "half"})
+    path = edited(path, "sample", {"scheduler": "ddpm"})
+    assert main(["sample", str(path), "--out", str(tmp_path / "out")]) == 2
+    assert "sample.scheduler: 'ddpm' cannot end noisy" in one_line(capsys)
+
+
 def test_a_noisy_end_refuses_a_warped_grid(tmp_path, model, capsys, no_loading):
     path = edited(config(tmp_path, model), "model", {"final_alpha_bar": "half"})
     path = edited(path, "method", {"grid_warp": 0.5})
