@@ -11,11 +11,12 @@ import statistics
 import time
 
 
-def interleaved(fns: dict, rounds: int) -> dict[str, list[float]]:
+def interleaved(fns: dict, rounds: int, *, warmup: bool = True) -> dict[str, list[float]]:
     """Seconds of each ``fns[name]()``, timed once per round, all of them in turn in every round
-    (after one warm-up call each): a drift of the machine's speed hits every measurement of a
-    round alike, so ratios are taken within a round and their median over the rounds reported."""
-    for fn in fns.values():
+    (after one warm-up call each, unless ``warmup`` is off because the caller made it): a drift
+    of the machine's speed hits every measurement of a round alike, so ratios are taken within a
+    round and their median over the rounds reported."""
+    for fn in fns.values() if warmup else ():
         fn()
     out: dict[str, list[float]] = {name: [] for name in fns}
     for _ in range(rounds):

@@ -198,15 +198,25 @@ def main() -> None:
         if device.type == "cuda":
             torch.cuda.synchronize()
 
-    peaks = {}
+    # The first call of each is the warm-up and, on CUDA, measures the peak memory; a method that
+    # runs out of memory is reported so, and the others still run.
+    peaks, failed = {}, {}
+    sampling()
     for name, method in methods.items():
         if device.type == "cuda":
             torch.cuda.reset_peak_memory_stats()
-        iteration(method)()
+        try:
+            iteration(method)()
+        except torch.OutOfMemoryError:
+            failed[name] = torch.cuda.max_memory_allocated() / 2**30
+            for p in params:
+                p.grad = None
+            torch.cuda.empty_cache()
+            continue
         peaks[name] = torch.cuda.max_memory_allocated() / 2**30 if device.type == "cuda" else None
-    fns = {"sampling": sampling, **{n: iteration(m) for n, m in methods.items()}}
+    fns = {"sampling": sampling, **{n: iteration(methods[n]) for n in peaks}}
     t0 = time.perf_counter()
-    times = interleaved(fns, args.rounds)
+    times = interleaved(fns, args.rounds, warmup=False)
     trainable = sum(p.numel() for p in params)
     print(
         f"{args.arch}, {size} px, batch {args.batch}, K = {args.steps}, "
@@ -220,7 +230,9 @@ def main() -> None:
         "\n| method | s / iteration | x sampling pass | peak memory (GiB) |\n| --- | --- | --- | --- |"
     )
     print(f"| one ODE sampling pass | {pass_s:.3f} | 1.00 | |")
-    for name in methods:
+    for name, peak in failed.items():
+        print(f"| {name} | out of memory | | over {peak:.1f} |")
+    for name in peaks:
         ratios = [t / s for t, s in zip(times[name], times["sampling"], strict=True)]
         peak = f"{peaks[name]:.1f}" if peaks[name] is not None else "n/a (CPU)"
         print(

@@ -21,29 +21,35 @@ if [ "${1:-}" = "--tiny" ]; then
 else
   SD15="--arch sd15 --size 512"; SD35="--arch sd35-medium --size 1024"; K15=50; K35=40; B15=4; B35=2
 fi
+# RUNS="name ..." runs only those of the runs below (default: all of them, about 12 minutes on
+# an H200; the first three, the ones not measured before, about 7).
+RUNS="${RUNS:-all}"
 run() {  # name, then bench_t2i arguments
-  local name="$1"
+  local name="$1" t0=$SECONDS
   shift
+  [ "$RUNS" = all ] || [[ " $RUNS " == *" $name "* ]] || return 0
   echo "## $name"
   timeout 600 "$PY" benchmarks/bench_t2i.py "$@" 2>&1 | tee "$OUT/$name.md" | grep -v Warning
+  echo "($name: $((SECONDS - t0)) s in all)"
   echo
 }
 command -v nvidia-smi >/dev/null && nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv
 "$PY" -c "import torch, diffusers; print('torch', torch.__version__, 'diffusers', diffusers.__version__)"
-# The authors' SD 1.5 size: LoRA, then the full UNet against a frozen copy. Gradient
-# checkpointing throughout: Adjoint Matching regresses all its loss steps in one batch (20 x the
-# batch in the paper's setting), which without checkpointing does not fit SD 1.5 at 512 px and
-# batch 4 in an H200's 139 GiB (measured); the last run shows that memory.
+# The authors' SD 1.5 size, LoRA, every method; gradient checkpointing throughout: Adjoint
+# Matching regresses all its loss steps in one batch (K x the batch), which without it does not
+# fit SD 1.5 at 512 px and batch 4 in an H200's 139 GiB (measured; sd15_lora_no_ckpt shows it).
 run sd15_lora_ckpt $SD15 --steps $K15 --batch $B15 --dtype bfloat16 --lora-rank 4 \
   --checkpointing --rounds 1 --methods adjoint_matching draft refl grpo
+# SD 3.5 medium at its own 1024 px, LoRA, every method
+run sd35m_lora_ckpt $SD35 --steps $K35 --batch $B35 --dtype bfloat16 --lora-rank 4 \
+  --checkpointing --rounds 1 --methods adjoint_matching draft refl grpo
+# memory without checkpointing at batch 1 (a method that runs out of memory is printed so)
+run sd15_lora_no_ckpt $SD15 --steps $K15 --batch 1 --dtype bfloat16 --lora-rank 4 --rounds 1 \
+  --methods draft refl adjoint_matching
+# the full UNet against a frozen copy
 run sd15_full_ckpt $SD15 --steps $K15 --batch $B15 --dtype bfloat16 --lora-rank 0 \
   --checkpointing --rounds 1 --methods adjoint_matching
 # the paper's setting on a public model: the full SD 3.5 medium transformer at 512 px, 40 steps
 run sd35m_full_ckpt_512 ${SD35/1024/512} --steps $K35 --batch 4 --dtype bfloat16 --lora-rank 0 \
   --checkpointing --rounds 1 --methods adjoint_matching
-# SD 3.5 medium at its own 1024 px
-run sd35m_lora_ckpt $SD35 --steps $K35 --batch $B35 --dtype bfloat16 --lora-rank 4 \
-  --checkpointing --rounds 1 --methods adjoint_matching draft refl grpo
-run sd15_lora_no_ckpt $SD15 --steps $K15 --batch 1 --dtype bfloat16 --lora-rank 4 --rounds 1 \
-  --methods adjoint_matching draft
 echo "tables in $OUT"
