@@ -1,7 +1,7 @@
 """Rollout reuse on a 1-D toy: distance to the exact tilt per trajectory simulated and per
 second, for several optimiser steps per batch of rollouts (``am.reuse``).
 
-Run: ``python benchmarks/reuse_1d.py`` (``--help``; about 12 minutes on one core with the
+Run: ``python benchmarks/bench_reuse.py`` (``--help``; about 12 minutes on one core with the
 defaults). The problem is ``gmm1d_linear`` (``0.5 N(-2, 0.6^2) + 0.5 N(2, 0.6^2)``, ``r(x) =
 x``, lambda = 1), K = 40, ``am.finetune``'s default model and Adjoint Matching settings, batches
 of 64 rollouts, each batch serving ``updates_per_rollout`` optimiser steps on the whole batch.

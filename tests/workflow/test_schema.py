@@ -45,7 +45,7 @@ def test_schema_rejects_bad_configs_by_name(edit, needle, tmp_path):
     assert not any(tmp_path.glob("runs*"))
 
 
-@pytest.mark.parametrize("name", ["config.yaml", "full.yaml", "smoke.yaml"])
+@pytest.mark.parametrize("name", ["config.yaml", "full.yaml", "smoke.yaml", "ablation.yaml"])
 def test_shipped_configs_pass(name, tmp_path):
     out = dry_run(ROOT / "config" / name, tmp_path)
     assert out.returncode == 0, out.stderr[-2000:]
