@@ -136,7 +136,7 @@ def check_finetune(cfg, run_dir: Path, *, restart_if_changed: bool = False) -> F
     """Model, scorers and the run directory's settings; a run directory that holds this very
     run, finished, is reported as such (``finished``). With ``restart_if_changed`` a run
     directory of other settings is cleared (a new run starts there) instead of refused."""
-    from amcli.t2i_settings import SettingsError, clear_training_state, compare_settings
+    from amcli.t2i_settings import SettingsError, compare_settings
 
     family = check_model(cfg)
     try:
@@ -145,8 +145,7 @@ def check_finetune(cfg, run_dir: Path, *, restart_if_changed: bool = False) -> F
         if not restart_if_changed:
             raise ResourceError(f"--run-dir: {e}") from None
         log.warning("%s; --restart-if-changed: starting afresh", e)
-        clear_training_state(run_dir)
-        notes = []
+        notes = compare_settings(cfg, run_dir, restart_if_changed=True)
     summary = run_dir / "result.json"
     if not notes and summary.is_file():
         saved = result_path(run_dir, family, cfg.lora is not None)
