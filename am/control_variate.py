@@ -2,7 +2,7 @@
 
 Why. The Adjoint Matching target ``-sigma_k a_{k+1}`` is an unbiased but noisy estimate of the
 control: ``a_{k+1}`` depends on every later noise ``eps_k .. eps_{K-1}``. With multimodal data
-it is heavy-tailed (docs/findings.md), and the regression needs many paths per step.
+it is heavy-tailed (docs/implementation.md), and the regression needs many paths per step.
 
 What. Let ``g_j(x) ~ E[a_j | X_j = x]`` be any estimate of the adjoint's conditional mean
 (:func:`adjoint_estimate` builds one from the fine-tuned model: ``g_j = -u_theta(x, t_j) / sigma_j``,
@@ -25,7 +25,7 @@ evaluates ``g`` only at the ``B`` mirrored states of each step, since ``g_j(X_j)
 the rollout (``v_theta(X_j)``) and the adjoint pass (``v_base(X_j)``) already computed;
 :func:`antithetic_corrections` (all increments up front, any ``g``) evaluates it at ``2B``.
 
-Measured (``python benchmarks/target_variance.py``, its control-variate columns): with ``g`` from
+Measured at release 0.1.0 (docs/implementation.md, "Why the control variate"): with ``g`` from
 the exact optimum the paths a step needs for a signal-to-noise ratio of 1 drop about 4x in 1-D
 and 3x in 2-D (K = 40).
 """

@@ -49,7 +49,7 @@ WEIGHTINGS: dict[str, Callable[[Tensor], Tensor]] = {
 class StepSubset:
     """Which steps enter the loss. ``mode`` in ``{"all", "uniform", "paper", "split"}``; steps below
     ``start`` never do (``start = 1`` leaves out the singular first step, whose discrete target
-    is not the continuous control: docs/findings.md)."""
+    is not the continuous control: docs/implementation.md)."""
 
     mode: str = "all"
     num_steps: int = 20

@@ -236,7 +236,7 @@ def warped_grid(
     at the ends; ``warp = 0`` is :func:`uniform_grid` exactly. ``|warp| < 1`` keeps the grid
     strictly increasing. Why mid-way: the Euler-Maruyama regression target's bias in 1-D is made
     in the middle of the path, where the modes separate, more than at the singular ends
-    (docs/findings.md: ``benchmarks/fixed_point_1d.py --warp 0 0.5``).
+    (docs/implementation.md, "Why the warped grid").
     """
     times = uniform_grid(num_steps, dtype=dtype, device=device)
     if isinstance(warp, bool) or not isinstance(warp, (int, float)) or not -1 < warp < 1:

@@ -98,7 +98,7 @@ class AdjointMatching(Method):
         """The config's defaults are the paper's; this adds the antithetic control variate (same
         fixed point, a less noisy target) and the warped grid ``grid_warp=0.5`` (the K steps
         spent mid-way: in 1-D the K = 40 grid's fixed point moves to the K = 80 uniform grid's;
-        in 2-D no change measured), both measured in ``docs/findings.md``."""
+        in 2-D no change measured), both measured in ``docs/implementation.md``."""
         return cls.config_class(control_variate="antithetic", grid_warp=0.5)
 
     def __init__(self, config: AdjointMatchingConfig, problem: FineTuningProblem):

@@ -125,7 +125,7 @@ def _gmm2d_quadratic(schedule: Schedule, reward_scale: float) -> GroundTruth:
 def _gmm2d_overlap_quadratic(schedule: Schedule, reward_scale: float) -> GroundTruth:
     """``gmm2d_quadratic`` with the modes twice as close: the density midway between neighbours
     is 27 % of a mode's peak instead of 0.07 %, so moving mass between modes is no rare event
-    for the lean adjoint (docs/findings.md)."""
+    for the lean adjoint (docs/implementation.md)."""
     means = torch.tensor([[-1.0, -1.0], [-1.0, 1.0], [1.0, -1.0], [1.0, 1.0]])
     base = GaussianMixture.isotropic(means, 0.5, weights=torch.tensor([0.4, 0.3, 0.2, 0.1]))
     reward = QuadraticReward(torch.tensor([1.0, 0.0]), 0.5 * torch.eye(2))
@@ -159,7 +159,7 @@ def _random_10d_problem(
 
 def _gmm10d_quadratic(schedule: Schedule, reward_scale: float) -> GroundTruth:
     """Separated modes (closest pair 10 standard deviations apart): moving mass between them is
-    a rare-event problem for the lean adjoint (docs/findings.md)."""
+    a rare-event problem for the lean adjoint (docs/implementation.md)."""
     return _random_10d_problem(
         "gmm10d_quadratic", schedule, reward_scale, mean_scale=1.5, eig=(0.1, 0.5)
     )
@@ -168,7 +168,7 @@ def _gmm10d_quadratic(schedule: Schedule, reward_scale: float) -> GroundTruth:
 def _gmm10d_overlap_quadratic(schedule: Schedule, reward_scale: float) -> GroundTruth:
     """Overlapping modes (closest pair 1.9 standard deviations apart): the tilt still moves mode
     weights (0.25 each -> 0.21-0.28) but no path has to cross a low-density gap, so the lean
-    adjoint has no rare-event tail (docs/findings.md)."""
+    adjoint has no rare-event tail (docs/implementation.md)."""
     return _random_10d_problem(
         "gmm10d_overlap_quadratic", schedule, reward_scale, mean_scale=0.4, eig=(0.3, 1.0)
     )
