@@ -118,7 +118,7 @@ def compare(
             changes.append(f"{key}: recorded {show(old)}, now {show(new)}")
     old_budget, budget = recorded.get(GROWABLE), now.get(GROWABLE)
     extended = None
-    if old_budget is not None and budget is not None:
+    if old_budget is not None and budget is not None and GROWABLE not in ignore:
         if budget < old_budget:
             changes.append(
                 f"{GROWABLE}: recorded {old_budget}, now {budget} (a budget can be extended, "

@@ -15,7 +15,7 @@ import json
 import math
 import os
 import time
-from dataclasses import MISSING, asdict, fields, is_dataclass
+from dataclasses import asdict
 from pathlib import Path
 
 import torch
@@ -26,6 +26,7 @@ from am.checkpoints import frozen_fingerprint, load_trained_state, trained_state
 from am.distributed import SingleProcess, data_parallel
 from am.methods.base import Method
 from am.reuse import RolloutReuse
+from am.run_dir import compare, defaults, flatten
 from am.train_config import DRAW_POSITION, RESUMABLE_CHANGES, DrawPosition, TrainConfig
 
 __all__ = [
@@ -83,27 +84,6 @@ def iteration_generator(seed: int, iteration: int, device="cpu", chunk: int = 0)
     g = torch.Generator(device=device)
     g.manual_seed((seed * 1_000_003 + iteration + chunk * 7_919_000_009) % (2**63 - 1))
     return g
-
-
-def _defaults(config) -> dict:
-    """``{field: default}`` of a dataclass instance (nested dataclasses as dicts)."""
-    out = {}
-    for f in fields(config):
-        if f.default is not MISSING:
-            out[f.name] = f.default
-        elif f.default_factory is not MISSING:
-            value = f.default_factory()
-            out[f.name] = asdict(value) if is_dataclass(value) else value
-    return out
-
-
-def _plain(v):
-    """Tuples and lists compare equal (a checkpoint round-trip may turn one into the other)."""
-    if isinstance(v, (list, tuple)):
-        return [_plain(x) for x in v]
-    if isinstance(v, dict):
-        return {k: _plain(x) for k, x in v.items()}
-    return v
 
 
 def _atomic_torch_save(obj, path: Path) -> None:
@@ -193,20 +173,17 @@ class Trainer:
         # Resuming under another config would silently mix two runs: refuse, naming the keys.
         # A key the checkpoint lacks (written before the field existed) reads as the field's
         # default: adding an option does not orphan older runs.
-        mine = {"train": asdict(self.config), "method": asdict(self.method.config)}
-        theirs = {"train": state.get("config"), "method": state.get("method_config")}
-        defaults = {"train": _defaults(self.config), "method": _defaults(self.method.config)}
-        diff = [
-            f"{part}.{k}"
-            for part in mine
-            for k in mine[part]
-            if not (part == "train" and k in RESUMABLE_CHANGES)
-            and (
-                theirs[part] is None
-                or _plain(theirs[part].get(k, defaults[part].get(k, MISSING)))
-                != _plain(mine[part][k])
-            )
-        ]
+        mine = {**flatten("train", self.config), **flatten("method", self.method.config)}
+        saved = {"train": state.get("config"), "method": state.get("method_config")}
+        theirs = {f"{part}.{k}": v for part, d in saved.items() for k, v in (d or {}).items()}
+        known = {
+            **defaults("train", type(self.config)),
+            **defaults("method", type(self.method.config)),
+        }
+        ignore = [f"train.{k}" for k in RESUMABLE_CHANGES] + ["train.iterations"]
+        diff = compare(theirs, mine, defaults=known, ignore=ignore).keys
+        if None in saved.values():  # written without its configs: nothing to resume under
+            diff = [k for k in mine if k not in ignore]
         if diff:
             raise ValueError(
                 f"checkpoint {path} was written under a different config ({', '.join(diff)}); "
