@@ -16,7 +16,6 @@ biases the last steps (docs/maths.md section 6).
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from collections.abc import Callable
 
 import torch
 from torch import Tensor
@@ -27,7 +26,6 @@ __all__ = [
     "Diffusion",
     "MemorylessDiffusion",
     "ConstantDiffusion",
-    "FunctionDiffusion",
     "ScaledDiffusion",
     "make_diffusion",
 ]
@@ -82,19 +80,6 @@ class ConstantDiffusion(Diffusion):
 
     def __repr__(self) -> str:
         return f"ConstantDiffusion({self.value})"
-
-
-class FunctionDiffusion(Diffusion):
-    """A user-given ``sigma(t)``: ``fn(t [K]) -> [K]``, finite and non-negative on the grid."""
-
-    def __init__(self, fn: Callable[[Tensor], Tensor]):
-        self.fn = fn
-
-    def __call__(self, t: Tensor) -> Tensor:
-        out = self.fn(t)
-        if not torch.isfinite(out).all() or (out < 0).any():
-            raise ValueError("custom diffusion must be finite and >= 0 on the time grid")
-        return out
 
 
 class ScaledDiffusion(Diffusion):
