@@ -1,9 +1,10 @@
-"""``python -m amcli.t2i {finetune,sample,check,make-tiny}``: text-to-image fine-tuning.
+"""``python -m amcli.t2i {finetune,sample,check,make-tiny,rehearse}``: text-to-image fine-tuning.
 
     python -m amcli.t2i finetune config/sd15_authors.yaml --run-dir runs/sd15
     python -m amcli.t2i sample config/sd15_authors.yaml --run-dir runs/sd15 --out samples/sd15
     python -m amcli.t2i sample config/sd15_authors.yaml --out samples/base     # the base model
     python -m amcli.t2i make-tiny sd15 models/tiny-sd15     # a tiny random pipeline, for tests
+    python -m amcli.t2i rehearse write --out /data/rehearsal  # full-size random weights, hub layout
 
 The config (YAML) names the model (a directory or a Hub id in the local cache), the reward
 (image scorers from ``am.vision`` times ``reward_scale``), the prompt files, the method and its
@@ -29,6 +30,8 @@ import yaml
 
 from am.train import TrainConfig
 from amcli.config import ConfigError, build_dataclass, split_method
+from amcli.rehearse.cli import add_parser as add_rehearse_parser
+from amcli.rehearse.cli import run as rehearse
 from amcli.t2i_checks import read_yaml, require_train
 
 __all__ = ["T2IConfig", "parse_t2i_config", "main"]
@@ -37,8 +40,9 @@ __all__ = ["T2IConfig", "parse_t2i_config", "main"]
 @dataclass(frozen=True)
 class ModelSpec:
     """``path``: a directory saved with ``save_pretrained`` or a Hub id in the local cache;
-    ``dtype`` of the frozen weights; image ``height``/``width``; ``mu``: Flux-style dynamic
-    shift (default: from the image size); ``distilled_guidance``: Flux-dev's guidance input;
+    ``variant``: read its ``*.<variant>.safetensors`` files (``fp16``); ``dtype`` of the frozen
+    weights; image ``height``/``width``; ``mu``: Flux-style dynamic shift (default: from the
+    image size); ``distilled_guidance``: Flux-dev's guidance input;
     ``tf32``: TF32 matmuls and convolutions on a GPU (``am.t2i.denoisers.set_tf32``;
     false: full float32);
     ``gradient_checkpointing`` of the denoiser and the VAE decoder. SD 1.5-style schedulers:
@@ -48,6 +52,7 @@ class ModelSpec:
     fine-tuning and sampling."""
 
     path: str = ""
+    variant: str | None = None
     dtype: str = "float32"
     height: int = 512
     width: int = 512
@@ -266,8 +271,11 @@ def main(argv: list[str] | None = None) -> int:
     tiny = sub.add_parser("make-tiny", help="write a tiny random pipeline (tests, smoke runs)")
     tiny.add_argument("family", choices=["sd15", "sd3", "flux"])
     tiny.add_argument("directory")
+    add_rehearse_parser(sub)
     args = ap.parse_args(argv)
     _log_to_stderr()
+    if args.command == "rehearse":
+        return rehearse(args)
     if args.command == "make-tiny":
         from amcli.t2i_run import make_tiny
 

@@ -79,16 +79,27 @@ def require_train(train) -> None:
 
 
 def check_model(cfg) -> str:
-    """The pipeline class of ``model.path`` (from ``model_index.json`` alone), and the options
-    that hold for one family only: ``model.betas`` and ``model.final_alpha_bar`` (VP pipelines)
-    and ``sample.scheduler`` (a scheduler of the model's family)."""
-    from am.t2i.loading import ModelNotFoundError, UnsupportedModelError, model_family
+    """The pipeline class of ``model.path`` (from ``model_index.json`` alone), its
+    ``model.variant`` files, and the options that hold for one family only: ``model.betas``
+    and ``model.final_alpha_bar`` (VP pipelines) and ``sample.scheduler`` (a scheduler of the
+    model's family)."""
+    from am.t2i.loading import (
+        ModelNotFoundError,
+        UnsupportedModelError,
+        check_variant,
+        model_family,
+    )
     from am.t2i.sampling import SCHEDULER_CLASSES, parse_sampler
 
     try:
         family = model_family(cfg.model.path)
     except (ModelNotFoundError, UnsupportedModelError) as e:
         raise ResourceError(f"model.path: {e}") from None
+    if cfg.model.variant is not None:
+        try:
+            check_variant(cfg.model.path, cfg.model.variant)
+        except ModelNotFoundError as e:
+            raise ResourceError(f"model.variant: {e}") from None
     vp = family == "StableDiffusionPipeline"
     for key, value, default in (("betas", cfg.model.betas, None),
                                 ("final_alpha_bar", cfg.model.final_alpha_bar, "clean")):  # fmt: skip

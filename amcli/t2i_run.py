@@ -45,7 +45,7 @@ def _pipeline(cfg, device):
 
     set_tf32(cfg.model.tf32)
     try:
-        return load_pipeline(cfg.model.path, cfg.model.dtype, device)
+        return load_pipeline(cfg.model.path, cfg.model.dtype, device, variant=cfg.model.variant)
     except ModelNotFoundError as e:
         raise ResourceError(str(e)) from None
 

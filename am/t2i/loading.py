@@ -22,6 +22,8 @@ __all__ = [
     "resolve_model",
     "model_family",
     "load_pipeline",
+    "check_variant",
+    "absent_components",
     "DTYPES",
 ]
 
@@ -83,18 +85,68 @@ def model_family(path_or_id: str) -> str:
     return name
 
 
-def load_pipeline(path_or_id: str, dtype: str = "float32", device: str | torch.device = "cpu"):
+def _index(directory: Path) -> dict:
+    return json.loads((directory / "model_index.json").read_text())
+
+
+def absent_components(directory: Path) -> list[str]:
+    """The components ``model_index.json`` lists as ``[null, null]``: saved as ``None``."""
+    return sorted(
+        name
+        for name, entry in _index(directory).items()
+        if not name.startswith("_") and isinstance(entry, list) and entry == [None, None]
+    )
+
+
+def check_variant(path_or_id: str, variant: str) -> None:
+    """Raise :class:`ModelNotFoundError` unless some component of the pipeline at ``path_or_id``
+    has weight files of ``variant`` (``*.fp16.safetensors``, ``*.fp16-00001-of-00002...``),
+    naming every component folder looked in. Components without them load their main files
+    (diffusers' behaviour)."""
+    directory = resolve_model(path_or_id)
+    looked = []
+    for name, entry in _index(directory).items():
+        folder = directory / name
+        if name.startswith("_") or not isinstance(entry, list) or None in entry:
+            continue
+        weights = [f.name for f in folder.glob("*") if f.suffix in (".safetensors", ".bin")]
+        if any(f".{variant}." in w or f".{variant}-" in w for w in weights):
+            return
+        if weights:
+            looked.append(f"  {folder}: {', '.join(sorted(weights)[:3])}")
+    raise ModelNotFoundError(
+        f"model {path_or_id!r}: no weight files of variant {variant!r} (*.{variant}.safetensors) "
+        "in any component. Looked in:\n" + "\n".join(looked)
+        + "\nDrop the variant to load the main files, or download the variant's files."
+    )  # fmt: skip
+
+
+def load_pipeline(
+    path_or_id: str,
+    dtype: str = "float32",
+    device: str | torch.device = "cpu",
+    *,
+    variant: str | None = None,
+):
     """The pipeline of ``path_or_id`` (see :func:`resolve_model`; a family this suite cannot
     fine-tune is refused first, :func:`model_family`), every component in eval mode, frozen, in
-    ``dtype`` (``float32``, ``bfloat16`` or ``float16``) on ``device``."""
+    ``dtype`` (``float32``, ``bfloat16`` or ``float16``) on ``device``. ``variant``: read the
+    components' ``*.<variant>.safetensors`` files (``fp16``: half the download of SD 1.5; the
+    weights are cast to ``dtype`` all the same). Components saved as ``None`` load as ``None``
+    (:func:`absent_components`)."""
     from diffusers import DiffusionPipeline
 
     if dtype not in DTYPES:
         raise ValueError(f"dtype must be one of {sorted(DTYPES)}, got {dtype!r}")
     directory = resolve_model(path_or_id)
     model_family(str(directory))  # before any weights load
+    if variant is not None:
+        check_variant(str(directory), variant)
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
-    pipe = DiffusionPipeline.from_pretrained(directory, dtype=DTYPES[dtype], local_files_only=True)
+    absent = dict.fromkeys(absent_components(directory))
+    pipe = DiffusionPipeline.from_pretrained(
+        directory, dtype=DTYPES[dtype], local_files_only=True, variant=variant, **absent
+    )
     for component in pipe.components.values():
         if isinstance(component, torch.nn.Module):
             component.eval().requires_grad_(False)

@@ -15,6 +15,7 @@ the same with the hub's own files.
 
 from __future__ import annotations
 
+import functools
 import gzip
 import json
 from pathlib import Path
@@ -49,6 +50,14 @@ def clip_vocab(merges: list[tuple[str, str]]) -> dict[str, int]:
     return {token: i for i, token in enumerate(tokens)}
 
 
+@functools.cache
+def _bpe_files() -> tuple[str, str]:
+    """The text of ``vocab.json`` and ``merges.txt`` (built once: half a second each time)."""
+    merges = clip_merges()
+    vocab = json.dumps(clip_vocab(merges), ensure_ascii=False)
+    return vocab, "\n".join(["#version: 0.2"] + [f"{a} {b}" for a, b in merges]) + "\n"
+
+
 def _added_token(content: str, *, normalized: bool) -> dict:
     return {
         "content": content,
@@ -70,11 +79,9 @@ def write_clip_tokenizer(folder: Path, *, pad_token: str = EOS) -> None:
     """
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
-    merges = clip_merges()
-    vocab = clip_vocab(merges)
-    (folder / "vocab.json").write_text(json.dumps(vocab, ensure_ascii=False), encoding="utf-8")
-    lines = ["#version: 0.2"] + [f"{a} {b}" for a, b in merges]
-    (folder / "merges.txt").write_text("\n".join(lines) + "\n", encoding="utf-8")
+    vocab, merges = _bpe_files()
+    (folder / "vocab.json").write_text(vocab, encoding="utf-8")
+    (folder / "merges.txt").write_text(merges, encoding="utf-8")
     special = {
         "bos_token": _added_token(BOS, normalized=True),
         "eos_token": _added_token(EOS, normalized=True),
@@ -97,3 +104,36 @@ def write_clip_tokenizer(folder: Path, *, pad_token: str = EOS) -> None:
     (folder / "tokenizer_config.json").write_text(
         json.dumps(config, indent=2, sort_keys=True) + "\n"
     )
+
+
+# T5's sentencepiece vocabulary: 32 000 pieces, then <extra_id_99> ... <extra_id_0> (ids 32000 to
+# 32099); the encoder's embedding has 32 128 rows
+T5_PIECES = 32000
+T5_EXTRA_IDS = 100
+
+
+def t5_tokenizer(*, model_max_length: int = 512):
+    """A ``T5TokenizerFast`` with T5's special tokens, sizes and ids (``<pad>`` 0, ``</s>`` 1,
+    ``<unk>`` 2, ``<extra_id_0>`` 32 099; 32 100 tokens) and a made-up unigram vocabulary of
+    characters and lower-case letter pairs and triples: T5's ``spiece.model`` is not shipped by
+    any installed package, so the ids of words differ from the real tokenizer's.
+    ``model_max_length``: 512 as FLUX.1-dev's ``tokenizer_2``."""
+    import itertools
+    import string
+
+    from transformers import T5TokenizerFast
+
+    symbols = string.ascii_letters + string.digits + string.punctuation
+    pieces = [("<pad>", 0.0), ("</s>", 0.0), ("<unk>", 0.0), ("\u2581", -2.0)]
+    pieces += [(f"\u2581{c}", -3.0) for c in symbols] + [(c, -4.0) for c in symbols]
+    # letter pairs and triples fill the vocabulary to its real size
+    for n in (2, 3):
+        for letters in itertools.product(string.ascii_lowercase, repeat=n):
+            pieces.append(("\u2581" + "".join(letters), -3.0 - n))
+            pieces.append(("".join(letters), -4.0 - n))
+    pieces = pieces[:T5_PIECES]
+    pieces += [(f"<extra_id_{i}>", 0.0) for i in reversed(range(T5_EXTRA_IDS))]
+    return T5TokenizerFast(
+        vocab=pieces, pad_token="<pad>", eos_token="</s>", unk_token="<unk>",
+        extra_ids=T5_EXTRA_IDS, model_max_length=model_max_length,
+    )  # fmt: skip
