@@ -13,7 +13,7 @@ name with :func:`baselines.finetune`).
 
 from __future__ import annotations
 
-import sys
+import logging
 import time
 from collections.abc import Callable
 from contextlib import contextmanager
@@ -31,21 +31,31 @@ from am.train import TrainConfig, Trainer
 
 __all__ = ["FineTuneResult", "finetune", "default_model", "num_threads"]
 
+log = logging.getLogger(__name__)
+
 
 @dataclass(frozen=True)
 class FineTuneResult:
     """``model``: the fine-tuned velocity (EMA weights if ``train.ema_decay`` is set), an
     ordinary velocity field to sample with any diffusion, the ODE included; ``history``: the
     metrics of every iteration this call ran (``loss``, ``reward``, ``grad_norm``, ``lr``,
-    ``seconds``, ...); ``seconds``: wall time of this call's training; ``start_iteration``:
-    where it started (``> 0`` when it resumed a run from ``run_dir``); ``iterations``: where it
-    stopped."""
+    ``seconds``, ...); ``seconds``: wall time of this call's training.
+
+    Three counts of optimiser iterations: ``start_iteration``, how many the run had done when
+    this call began (``> 0`` when it resumed a checkpoint from ``run_dir``); ``iterations``, how
+    many the returned model has had in all (the resumed ones included: ``train.iterations`` once
+    a run is finished); ``iterations_run``, how many of them this call ran (the ones ``history``
+    holds and ``seconds`` timed)."""
 
     model: nn.Module
     history: list[dict]
     seconds: float
     start_iteration: int
     iterations: int
+
+    @property
+    def iterations_run(self) -> int:
+        return self.iterations - self.start_iteration
 
 
 def default_model(
@@ -175,11 +185,12 @@ def finetune(
         if resume and trainer.load_checkpoint():
             total = trainer.config.iterations
             what = "finished, returning it" if trainer.iteration >= total else "resuming"
-            print(
-                f"am.finetune: {trainer.checkpoint_path} is at iteration {trainer.iteration}"
-                f" of {total}: {what}",
-                file=sys.stderr,
-            )
+            # a warning, not info: the call does less than a plain reading of it says, and a
+            # script that never configured logging should still show why
+            log.warning(
+                "am.finetune: %s is at iteration %d of %d: %s",
+                trainer.checkpoint_path, trainer.iteration, total, what,
+            )  # fmt: skip
         start = trainer.iteration
         t0 = time.perf_counter()
         history = trainer.fit(resume=False, progress=progress)

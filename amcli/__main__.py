@@ -12,6 +12,7 @@ from pathlib import Path
 import yaml
 
 from amcli.config import ConfigError, parse_run_config
+from amcli.logs import log_to_stderr
 
 
 def load_config(path: str):
@@ -42,6 +43,7 @@ def main(argv: list[str] | None = None) -> int:
         if name == "floor":
             p.add_argument("--out", required=True, help="where to write the floor (JSON)")
     args = ap.parse_args(argv)
+    log_to_stderr()
     try:
         cfg = load_config(args.config)
     except ConfigError as e:

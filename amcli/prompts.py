@@ -9,14 +9,17 @@ from __future__ import annotations
 
 import argparse
 import json
-import sys
+import logging
 import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
 
+from amcli.logs import log_to_stderr
 from amcli.run import atomic_write_text
 
 __all__ = ["PromptSet", "PROMPT_SETS", "parse", "main"]
+
+log = logging.getLogger(__name__)
 
 _IR = "https://raw.githubusercontent.com/THUDM/ImageReward/main"
 
@@ -56,6 +59,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--list", action="store_true")
     ap.add_argument("--out", default="data/prompts", help="folder for NAME.txt")
     args = ap.parse_args(argv)
+    log_to_stderr()
     if args.list or args.name is None:
         for name, s in PROMPT_SETS.items():
             print(f"{name}\n  {s.description}\n  source: {s.url}\n  licence: {s.licence}\n")
@@ -67,7 +71,7 @@ def main(argv: list[str] | None = None) -> int:
     out.parent.mkdir(parents=True, exist_ok=True)
     header = f"# {prompt_set.description}\n# source: {prompt_set.url} ({prompt_set.licence})\n"
     atomic_write_text(out, header + "\n".join(p.replace("\n", " ") for p in prompts) + "\n")
-    print(f"wrote {len(prompts)} prompts to {out}", file=sys.stderr)
+    log.info("wrote %d prompts to %s", len(prompts), out)
     return 0
 
 

@@ -11,11 +11,14 @@ exits 1 when any listed resource is missing or does not fit (``--only NAME`` to 
 from __future__ import annotations
 
 import argparse
-import sys
+import logging
 import urllib.request
 import zipfile
 
 from am.vision.resources import RESOURCES, check, shown_files, weights_root
+from amcli.logs import log_to_stderr
+
+log = logging.getLogger(__name__)
 
 
 def download(name: str) -> None:
@@ -33,7 +36,7 @@ def download(name: str) -> None:
         filename = url.rsplit("/", 1)[-1]
         dest = target / ("checkpoints" if filename.startswith("dino_vitbase") else "") / filename
         dest.parent.mkdir(parents=True, exist_ok=True)
-        print(f"downloading {url} -> {dest}", file=sys.stderr)
+        log.info("downloading %s -> %s", url, dest)
         urllib.request.urlretrieve(url, dest)
         if dest.suffix == ".zip":
             with zipfile.ZipFile(dest) as archive:
@@ -65,10 +68,11 @@ def main(argv: list[str] | None = None) -> int:
         help="write tiny random clipscore/aesthetic weights to DIR (tests, smoke runs)",
     )
     args = ap.parse_args(argv)
+    log_to_stderr()
     if args.make_tiny:
         from am.vision.testing import write_tiny_weights
 
-        print(f"tiny random weights in {write_tiny_weights(args.make_tiny)}", file=sys.stderr)
+        log.info("tiny random weights in %s", write_tiny_weights(args.make_tiny))
         return 0
     for name in args.download:
         download(name)

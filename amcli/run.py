@@ -14,8 +14,8 @@ Run directory layout::
 from __future__ import annotations
 
 import json
+import logging
 import os
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -40,6 +40,8 @@ from amcli.config import RunConfig, parse_run_config, run_config_to_dict
 from baselines.registry import make_method
 
 __all__ = ["build_run", "finetune", "evaluate", "atomic_write_text"]
+
+log = logging.getLogger(__name__)
 
 
 def atomic_write_text(path: Path, text: str) -> None:
@@ -105,7 +107,7 @@ def finetune(cfg: RunConfig, run_dir: str | Path, *, progress: bool = True) -> P
             "status.json",
         ):
             (run_dir / stale).unlink(missing_ok=True)
-        print(f"config of {run_dir} changed: starting the run afresh", file=sys.stderr)
+        log.warning("config of %s changed: starting the run afresh", run_dir)
     atomic_write_text(old, text)
     _, model, trainer = build_run(cfg)
     initial = {k: v.clone() for k, v in model.state_dict().items()}
@@ -114,7 +116,7 @@ def finetune(cfg: RunConfig, run_dir: str | Path, *, progress: bool = True) -> P
         trainer.fit(resume=True, progress=progress)
         status = {"status": "finished", "iteration": trainer.iteration}
     except NonFiniteError as e:
-        print(f"{run_dir}: {e}", file=sys.stderr)
+        log.warning("%s: %s", run_dir, e)  # the run is recorded as diverged, not failed
         status = {"status": "diverged", "diverged_at": trainer.iteration + 1, "message": str(e)}
         if not trainer.load_checkpoint():
             model.load_state_dict(initial)

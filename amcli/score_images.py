@@ -10,11 +10,15 @@ weights, and writes ``scores.csv`` (one row per image), ``metrics.csv`` and ``me
 from __future__ import annotations
 
 import argparse
+import logging
 import sys
 import time
 from pathlib import Path
 
+from amcli.logs import log_to_stderr
 from amcli.run import atomic_write_text
+
+log = logging.getLogger(__name__)
 
 DEFAULT_METRICS = "clipscore,pickscore,hpsv2.1,imagereward,dreamsim"
 
@@ -45,7 +49,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--batch-size", type=int, default=16)
     ap.add_argument("--device", default="cpu")
     args = ap.parse_args(argv)
-
+    log_to_stderr()
     names = [m.strip() for m in args.metrics.split(",") if m.strip()]
     unknown = [m for m in names if m not in SCORERS and m != "dreamsim"]
     if unknown:
@@ -66,11 +70,10 @@ def main(argv: list[str] | None = None) -> int:
     except (ValueError, MissingWeightsError) as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
-    print(
-        f"[score_images] {len(data.files)} images, {len(set(data.prompts))} prompts; models "
-        f"loaded in {time.perf_counter() - t0:.0f} s",
-        file=sys.stderr,
-    )
+    log.info(
+        "[score_images] %d images, %d prompts; models loaded in %.0f s",
+        len(data.files), len(set(data.prompts)), time.perf_counter() - t0,
+    )  # fmt: skip
     result = score_folder(data, scorers, dreamsim, args.batch_size, args.device)
     out = args.out or args.folder
     out.mkdir(parents=True, exist_ok=True)

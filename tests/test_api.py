@@ -39,11 +39,12 @@ def test_defaults_are_the_recommended_settings():
     assert result.seconds > 0 and all("reward" in h for h in result.history)
 
 
-def test_reused_run_dir_resumes_with_a_message_and_resume_false_trains_anew(tmp_path, capsys):
+def test_reused_run_dir_resumes_with_a_message_and_resume_false_trains_anew(tmp_path, caplog):
     p, args = small(run_dir=tmp_path)
     first = am.finetune(p.velocity, p.reward, **args)
     again = am.finetune(p.velocity, p.reward, **args)
-    err = capsys.readouterr().err
+    err = caplog.text  # the notice goes through logging, not print
+    assert [r.name for r in caplog.records] == ["am.api"]
     assert "is at iteration 4 of 4: finished, returning it" in err
     assert again.start_iteration == 4 and again.history == []
     x, t = torch.randn(8, 1), torch.rand(8)
@@ -68,6 +69,9 @@ def test_reused_run_dir_resumes_with_a_message_and_resume_false_trains_anew(tmp_
     straight = run(6)
     assert extended.start_iteration == 4 and extended.iterations == 6
     torch.testing.assert_close(extended.model(x, t), straight.model(x, t), rtol=0, atol=0)
+    # the counts say what they hold: 6 in all, 2 of them run by this call (those timed)
+    assert extended.iterations_run == len(extended.history) == 2
+    assert again.iterations_run == 0 and straight.iterations_run == straight.iterations == 6
 
 
 def test_threads_are_set_while_training_and_restored(monkeypatch):

@@ -212,8 +212,13 @@ def test_grid_errors_name_the_key(edit, key):
         validate_grid(config)
 
 
-def test_finetune_restarts_when_the_run_config_changes(tmp_path, capsys):
+def test_finetune_restarts_when_the_run_config_changes(tmp_path, caplog):
     from amcli.run import finetune
+
+    def notices() -> str:  # what amcli logged since the last call
+        text = caplog.text
+        caplog.clear()
+        return text
 
     small = {
         "method": {"num_steps": 4},
@@ -224,14 +229,14 @@ def test_finetune_restarts_when_the_run_config_changes(tmp_path, capsys):
     small["train"]["lr"] = 5e-4
     small["train"]["iterations"] = 3
     finetune(parse_run_config(small), tmp_path, progress=False)
-    assert "starting the run afresh" in capsys.readouterr().err
+    assert "starting the run afresh" in notices()
     lines = (tmp_path / "metrics.jsonl").read_text().splitlines()
     assert [yaml.safe_load(x)["iteration"] for x in lines] == [1, 2, 3]
     # a change of the eval section alone keeps the trained run (nothing is retrained)
     weights = (tmp_path / "model.safetensors").read_bytes()
     small["eval"] = {"num_samples": 64, "repeats": 2}
     finetune(parse_run_config(small), tmp_path, progress=False)
-    assert "afresh" not in capsys.readouterr().err
+    assert "afresh" not in notices()
     assert len((tmp_path / "metrics.jsonl").read_text().splitlines()) == 3
     assert (tmp_path / "model.safetensors").read_bytes() == weights
     assert yaml.safe_load((tmp_path / "config.yaml").read_text())["eval"]["repeats"] == 2
@@ -244,11 +249,11 @@ def test_finetune_restarts_when_the_run_config_changes(tmp_path, capsys):
     del state["method_config"]["grid_warp"], state["config"]["ema_decay"]
     torch.save(state, tmp_path / "checkpoint.pt")
     finetune(parse_run_config(small), tmp_path, progress=False)
-    assert "afresh" not in capsys.readouterr().err
+    assert "afresh" not in notices()
     assert (tmp_path / "model.safetensors").read_bytes() == weights
     small["method"]["grid_warp"] = 0.3
     finetune(parse_run_config(small), tmp_path, progress=False)
-    assert "afresh" in capsys.readouterr().err
+    assert "afresh" in notices()
 
 
 def test_evaluate_averages_distance_over_independent_pairs(tmp_path):
