@@ -116,13 +116,19 @@ def finetune(cfg, run_dir: Path, *, restart_if_changed: bool = False) -> Path:
     out = run_dir / ("lora" if lora is not None else "result")
     if data_parallel().is_main:  # every process holds the same weights; one writes them
         out = setup.save(result.model, out)
-        summary = {"iterations": result.iterations, "seconds": result.seconds, "saved": str(out)}
+        summary = {
+            "iterations": result.iterations,  # in all, resumed ones included
+            "iterations_run": result.iterations_run,  # by this call, the ones `seconds` timed
+            "seconds": result.seconds,
+            "saved": str(out),
+        }
         atomic_write_text(run_dir / "result.json", json.dumps(summary, indent=1))
         kind = "LoRA in diffusers' format" if lora is not None else "the denoiser, save_pretrained"
         log.info(
-            "done: %d iterations in %.0f s; %s holds %s/ (%s), checkpoint.pt (resume or extend "
-            "train.iterations), metrics.jsonl (loss and reward per iteration), settings.json, "
-            "config.yaml, result.json", result.iterations, result.seconds, run_dir,
+            "done: %d iterations in %.0f s (%d in all); %s holds %s/ (%s), checkpoint.pt "
+            "(resume or extend train.iterations), metrics.jsonl (loss and reward per iteration), "
+            "settings.json, config.yaml, result.json", result.iterations_run, result.seconds,
+            result.iterations, run_dir,
             out.relative_to(run_dir), kind,
         )  # fmt: skip
     return out
