@@ -6,6 +6,19 @@ saved with ``save_pretrained``. A missing model raises :class:`ModelNotFoundErro
 model, the file looked for (``model_index.json``) and every place looked; a pipeline family this
 suite cannot fine-tune raises :class:`UnsupportedModelError` (:func:`model_family`, which reads
 ``model_index.json`` alone, so a CLI can refuse it before loading gigabytes).
+
+What the hub's real layouts need beyond ``DiffusionPipeline.from_pretrained(directory)``, found
+by loading random-weight pipelines written in them (:mod:`amcli.rehearse`):
+
+* a component saved as ``None`` (``[null, null]`` in ``model_index.json``: SD 3.5 without T5)
+  must be passed as ``None`` again, else diffusers refuses the folder ("expected [...
+  'text_encoder_3' ...] but only {...} were passed"): :func:`absent_components`;
+* ``variant="fp16"`` files (SD 1.5 ships them beside the float32 ones) are read only when asked
+  for, and where none exist diffusers says so without naming the folder: :func:`check_variant`;
+* SD 1.5's safety checker (a 304M-parameter CLIP vision tower, 1.2 GB in float32, moved to the
+  GPU with the rest) is not loaded: fine-tuning never calls it, and in ``pipe(...)`` it turns
+  the images it flags black, so an evaluation through the pipeline's own sampler would score
+  black images where the suite's sampler scores the model's.
 """
 
 from __future__ import annotations
@@ -133,7 +146,7 @@ def load_pipeline(
     ``dtype`` (``float32``, ``bfloat16`` or ``float16``) on ``device``. ``variant``: read the
     components' ``*.<variant>.safetensors`` files (``fp16``: half the download of SD 1.5; the
     weights are cast to ``dtype`` all the same). Components saved as ``None`` load as ``None``
-    (:func:`absent_components`)."""
+    (:func:`absent_components`); a safety checker is not loaded (module docstring)."""
     from diffusers import DiffusionPipeline
 
     if dtype not in DTYPES:
@@ -143,7 +156,9 @@ def load_pipeline(
     if variant is not None:
         check_variant(str(directory), variant)
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
-    absent = dict.fromkeys(absent_components(directory))
+    absent: dict = dict.fromkeys(absent_components(directory))
+    if "safety_checker" in _index(directory):  # its image processor serves it alone
+        absent.update(safety_checker=None, feature_extractor=None, requires_safety_checker=False)
     pipe = DiffusionPipeline.from_pretrained(
         directory, dtype=DTYPES[dtype], local_files_only=True, variant=variant, **absent
     )
