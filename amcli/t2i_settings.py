@@ -97,8 +97,11 @@ def compare_settings(cfg, run_dir: Path, *, restart_if_changed: bool = False) ->
     differing key with its recorded and its new value, or with ``restart_if_changed`` clears
     what was trained there. A directory with no checkpoint and no result (a run stopped before
     its first checkpoint) starts afresh under any settings."""
+    trained = ("checkpoint.pt", "result.json")
+    if not any((run_dir / name).exists() for name in trained):
+        return []  # before the settings are computed: they read the scorers' weight files
     comparison = check(run_dir, run_settings(cfg), defaults=_defaults_of(cfg),
-                       trained=("checkpoint.pt", "result.json"), state=TRAINING_STATE,
+                       trained=trained, state=TRAINING_STATE,
                        on_change="restart" if restart_if_changed else "refuse")  # fmt: skip
     if comparison.changes or comparison.extended is None:  # cleared, or nothing to say
         return []
