@@ -1,4 +1,5 @@
-"""The run grid of the workflow: which runs exist and each run's config dict.
+"""The run grid of the workflow: which runs exist and each run's config dict. The workflow
+(workflow/rules/common.smk) and the tests import it as the installed package's module.
 
 Methods are *tags*. ``grid.methods: all`` means every key of ``baselines.registry.METHODS`` (so a
 newly registered method joins the grid with no workflow edit) followed by every ``variants`` tag;

@@ -7,16 +7,15 @@ from pathlib import Path
 
 import yaml
 
-ROOT = Path(__file__).resolve().parents[2]
 
-
-def t2i_run_config(t2i: dict, method: str, tiny_model: str | None = None) -> dict:
+def t2i_run_config(t2i: dict, method: str, tiny_model: str | None = None, *, root: Path) -> dict:
     """One method's run config (``python -m amcli.t2i``): the file ``t2i["config"]`` with that
     method's section, the tiny model's path when one is built, and the prompt files (relative to
     the config file, as ``python -m amcli.t2i`` reads them) made absolute: the run config is
-    written elsewhere, and a cluster job may start anywhere."""
+    written elsewhere, and a cluster job may start anywhere. ``t2i["config"]`` is found from the
+    working directory, else from ``root`` (the project's checkout)."""
     path = Path(t2i["config"])
-    path = path if path.is_file() else ROOT / path
+    path = path if path.is_file() else Path(root) / path
     data = yaml.safe_load(path.read_text())
     data["method"] = {"name": method, **(t2i["methods"][method] or {})}
     if tiny_model is not None:

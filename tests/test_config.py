@@ -6,8 +6,7 @@ import yaml
 
 from amcli.__main__ import main
 from amcli.config import ConfigError, parse_run_config, run_config_to_dict
-from baselines import METHODS
-from workflow.scripts.grid import (
+from amcli.grid import (
     all_runs,
     estimated_cost,
     figure2_runs,
@@ -17,6 +16,7 @@ from workflow.scripts.grid import (
     run_configs,
     validate_grid,
 )
+from baselines import METHODS
 
 
 def test_defaults_and_round_trip():

@@ -11,8 +11,8 @@ import yaml
 
 import baselines.registry as registry
 from amcli.config import parse_run_config
+from amcli.grid import all_runs, run_config_dict
 from tests.baselines.test_contract import build, params
-from workflow.scripts.grid import all_runs, run_config_dict
 
 ROOT = Path(__file__).resolve().parents[2]
 

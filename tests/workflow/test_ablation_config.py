@@ -9,7 +9,7 @@ from pathlib import Path
 import yaml
 
 from amcli.config import parse_run_config
-from workflow.scripts.grid import all_runs, run_config_dict, validate_grid
+from amcli.grid import all_runs, run_config_dict, validate_grid
 
 ROOT = Path(__file__).resolve().parents[2]
 

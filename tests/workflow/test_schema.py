@@ -73,9 +73,8 @@ def test_default_dry_run_plans_the_config(tmp_path):
     """The default config's dry run plans the jobs its grid implies, counted from the config by
     the workflow's own grid code and by hand: every run configured, trained and evaluated once
     (the Theorem 1 runs are grid runs), the digits grid, one figure per Theorem 1 problem."""
-    sys.path.insert(0, str(ROOT))
+    from amcli.grid import all_runs, figure2_runs, long_runs, run_configs
     from baselines.registry import METHODS
-    from workflow.scripts.grid import all_runs, figure2_runs, long_runs, run_configs
 
     config = yaml.safe_load((ROOT / "config" / "config.yaml").read_text())
     runs = run_configs(config)

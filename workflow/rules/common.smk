@@ -1,15 +1,13 @@
 # The config, checked before any job, and the names every rule file uses (no rules here).
 import os
 import re
-import sys
 from pathlib import Path
 
 from snakemake.utils import validate
 
 ROOT = Path(workflow.current_basedir).parents[1]  # this file is workflow/rules/common.smk
-sys.path.insert(0, str(ROOT))
 
-from workflow.scripts.grid import (
+from amcli.grid import (
     all_runs,
     figure2_runs,
     floor_file,
@@ -48,7 +46,7 @@ RUN_DIR = os.path.join(RUNS, "{run}")
 ENV = os.path.join(ROOT, "workflow", "envs", "am.yaml")  # documents the software of every rule
 # problems of the Theorem 1 experiment, in its order: one figure2_<problem> plot each
 FIG2_PROBLEMS = list(dict.fromkeys(r["problem"] for r in figure2_runs(config)))
-# The long runs (workflow/scripts/grid.py: long_runs) go first: the same job under another rule
+# The long runs (amcli/grid.py: long_runs) go first: the same job under another rule
 # name with a higher priority, since a priority cannot depend on the wildcards.
 LONG_RUNS = [d[len(RUNS) + 1 :] for d in long_runs(config)]
 # the environment of the rules that load scorer weights: a smoke run's tiny random weights,

@@ -5,7 +5,7 @@
 # weights first (smoke runs, tests: no downloads); `t2i.gpus`: GPUs per fine-tuning job.
 from amcli.config import ConfigError
 from amcli.t2i import parse_t2i_config
-from workflow.scripts.t2i_runs import t2i_run_config
+from amcli.t2i_runs import t2i_run_config
 
 T2I = config.get("t2i")
 T2I_OUTPUTS = []
@@ -17,7 +17,8 @@ if T2I is not None:
     T2I_METHODS = list(T2I["methods"])
     T2I_MODEL = os.path.join(TRUNS, "tiny_model")
     T2I_CONFIGS = {
-        m: t2i_run_config(T2I, m, T2I_MODEL if T2I.get("tiny") else None) for m in T2I_METHODS
+        m: t2i_run_config(T2I, m, T2I_MODEL if T2I.get("tiny") else None, root=ROOT)
+        for m in T2I_METHODS
     }
     for _m, _cfg in T2I_CONFIGS.items():  # every run config checked before any job
         try:
