@@ -73,6 +73,14 @@ def test_sd15_has_fp16_files_beside_the_float32_ones(written):
     assert written["sd15"].variant == "fp16"
 
 
+def test_every_tensor_is_in_the_dtype_of_the_hubs_files(written):
+    expected = {"sd15": {"F32"}, "sd35m": {"F16"}, "flux": {"BF16"}}
+    for family, dtypes in expected.items():
+        for path in written[family].folder.glob("*/*.safetensors"):
+            if ".fp16." not in path.name:
+                assert _dtypes(path) == dtypes, path
+
+
 def test_flux_transformer_and_t5_are_sharded_with_a_consistent_index(written):
     folder = written["flux"].folder
     for name, stem in [("transformer", "diffusion_pytorch_model"), ("text_encoder_2", "model")]:
