@@ -18,11 +18,13 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-import pandas as pd
 import torch
 from torch import Tensor
 
+from am.extras import require
 from am.vision.base import ImageScorer, ScorerInfo
+
+pd = require("pandas", extra="images", purpose="am.vision.evaluate (its score tables)")
 
 __all__ = ["ImageFolder", "read_image_folder", "ScoreTable", "score_folder", "summary_markdown"]
 
