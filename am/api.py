@@ -15,19 +15,22 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import torch
 from torch import nn
 
 from am.conditions import ClassLabels
+from am.distributed import data_parallel
 from am.methods import AdjointMatching, FineTuningProblem, Method
 from am.models import ResidualVelocity, TimeMLP, finetunable_copy
+from am.run_dir import SettingsComparison, prepare, training_settings, write_settings_only
 from am.schedules import Schedule
-from am.train import TrainConfig, Trainer
+from am.train import NonFiniteError, TrainConfig, Trainer
 
 __all__ = ["FineTuneResult", "finetune", "default_model", "num_threads"]
 
@@ -52,6 +55,12 @@ class FineTuneResult:
     seconds: float
     start_iteration: int
     iterations: int
+    # "finished", or "diverged" (``on_divergence="last_good"``): then ``diverged_at`` is the
+    # iteration whose loss or gradient was not finite, ``message`` says why, and ``model`` holds
+    # the last good checkpoint's weights (``iterations`` of them; 0: the initial model)
+    status: str = "finished"
+    diverged_at: int | None = None
+    message: str | None = None
 
     @property
     def iterations_run(self) -> int:
@@ -131,6 +140,10 @@ def finetune(
     train: TrainConfig | None = None,
     run_dir: str | Path | None = None,
     resume: bool = True,
+    settings: Mapping[str, Any] | None = None,
+    on_change: str = "refuse",
+    derived: tuple[str, ...] = (),
+    on_divergence: str = "raise",
     progress: bool = True,
     threads: int | None = 1,
 ) -> FineTuneResult:
@@ -148,10 +161,18 @@ def finetune(
     recommended ones, or ``None`` for ``method.recommended_config()``).
     ``model``: the network to train (default :func:`default_model`); ``train``: optimiser and
     budget (default ``TrainConfig()``).
-    ``run_dir``: checkpoints, exact resume and a ``metrics.jsonl`` log. A ``run_dir`` that holds
-    a checkpoint of the same configuration is resumed (a message says from which iteration; a
-    finished run returns at once, and a longer ``train.iterations`` continues it); one of another
-    configuration is refused, naming the keys; ``resume=False`` trains anew and overwrites it.
+    ``run_dir``: checkpoints, exact resume, a ``metrics.jsonl`` log and ``settings.json``, what
+    the weights depend on: ``train``, the method and its config, and ``settings``, whatever
+    else the caller's weights depend on (``{name: value}``; a dataclass value is recorded field
+    by field, and a field an older record lacks reads as its default). A ``run_dir`` that holds
+    a checkpoint of the same settings is resumed (a message says from which iteration; a
+    finished run returns at once, and a longer ``train.iterations`` continues it). One of other
+    settings is refused naming each key with both values (``on_change="refuse"``), or cleared
+    and trained afresh (``"restart"``: with the files ``derived`` names, the caller's exports
+    of the old run); :mod:`am.run_dir` has the rules. ``resume=False`` trains anew over it.
+    ``on_divergence``: ``"raise"`` lets :class:`am.train.NonFiniteError` out; ``"last_good"``
+    returns the last good checkpoint's model (the initial one if none was written) with
+    ``status="diverged"``, for runs that must report a diverged method rather than fail.
     ``threads``: torch threads while training (default 1, the fastest on small CPU problems;
     ``None`` leaves torch's setting, e.g. for a large model on many cores).
     """
@@ -165,6 +186,23 @@ def finetune(
             f"method must be a Method class (e.g. am.methods.AdjointMatching), got {method!r}; "
             "to pick a registered method by name use baselines.finetune(..., method='draft')"
         )
+    if on_divergence not in ("raise", "last_good"):
+        raise ValueError(f"on_divergence must be 'raise' or 'last_good', got {on_divergence!r}")
+    train = train or TrainConfig()
+    config = _method_config(method, config)
+    if run_dir is not None:  # before anything is built or frozen: a refusal changes nothing
+        recorded, known = training_settings(method.name, config, train, settings or {})
+        check = prepare if resume else write_settings_only
+        comparison = SettingsComparison((), None)
+        if data_parallel().is_main:  # one process reads, clears and writes the directory
+            comparison = check(run_dir, recorded, defaults=known, on_change=on_change,
+                               trained=("checkpoint.pt",),
+                               state=("checkpoint.pt", "metrics.jsonl", *derived))  # fmt: skip
+        if comparison.changes:
+            log.warning(
+                "am.finetune: %s was trained under other settings (%s): starting the run afresh",
+                run_dir, "; ".join(comparison.changes),
+            )  # fmt: skip
     if isinstance(base, nn.Module):  # a plain callable velocity has nothing to freeze
         base.requires_grad_(False)
     if model is None:
@@ -178,9 +216,10 @@ def finetune(
         conditions=conditions,
         null_condition=null_condition,
     )
-    trainer = Trainer(
-        method(_method_config(method, config), problem), model, train or TrainConfig(), run_dir
-    )
+    trainer = Trainer(method(config, problem), model, train, run_dir)
+    initial = None
+    if on_divergence == "last_good":  # the trainable weights only: the frozen ones stay
+        initial = {n: p.detach().clone() for n, p in model.named_parameters() if p.requires_grad}
     with num_threads(threads):
         if resume and trainer.load_checkpoint():
             total = trainer.config.iterations
@@ -193,7 +232,27 @@ def finetune(
             )  # fmt: skip
         start = trainer.iteration
         t0 = time.perf_counter()
-        history = trainer.fit(resume=False, progress=progress)
+        try:
+            history = trainer.fit(resume=False, progress=progress)
+        except NonFiniteError as e:
+            if initial is None:
+                raise
+            return _last_good(trainer, initial, e, start, time.perf_counter() - t0)
         seconds = time.perf_counter() - t0
     trainer.load_ema_into_model()
     return FineTuneResult(model, history, seconds, start, trainer.iteration)
+
+
+def _last_good(trainer: Trainer, initial: dict, error: Exception, start: int, seconds: float):
+    """The result of a run that diverged: its last good checkpoint, else its initial weights."""
+    log.warning("%s", error)
+    diverged_at = trainer.iteration + 1
+    if not trainer.load_checkpoint():
+        with torch.no_grad():
+            for name, p in trainer.model.named_parameters():
+                if name in initial:
+                    p.copy_(initial[name])
+        trainer.iteration, trainer.ema = 0, None
+    trainer.load_ema_into_model()
+    return FineTuneResult(trainer.model, [], seconds, start, trainer.iteration, status="diverged",
+                          diverged_at=diverged_at, message=str(error))  # fmt: skip

@@ -27,6 +27,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from am.train_config import RESUMABLE_CHANGES
+
 __all__ = [
     "SETTINGS_FILE",
     "SettingsError",
@@ -39,6 +41,8 @@ __all__ = [
     "prepare",
     "read_settings",
     "write_settings",
+    "write_settings_only",
+    "training_settings",
 ]
 
 SETTINGS_FILE = "settings.json"
@@ -65,15 +69,27 @@ def plain(value: Any) -> Any:
     return json.loads(json.dumps(value, default=str))
 
 
+def _recorded(f: dataclasses.Field) -> bool:
+    # a field that does not change the weights (gradient checkpointing, a file's path whose
+    # content is recorded as a digest) says so: ``field(..., metadata={"recorded": False})``
+    return f.metadata.get("recorded", True)
+
+
 def flatten(prefix: str, obj: Any) -> dict[str, Any]:
     """``{prefix.field: value}`` of a dataclass instance (nested dataclasses as mappings)."""
-    return {f"{prefix}.{k}": plain(v) for k, v in dataclasses.asdict(obj).items()}
+    out = {}
+    for f in filter(_recorded, dataclasses.fields(obj)):
+        value = getattr(obj, f.name)
+        out[f"{prefix}.{f.name}"] = plain(
+            dataclasses.asdict(value) if dataclasses.is_dataclass(value) else value
+        )
+    return out
 
 
 def defaults(prefix: str, cls: type) -> dict[str, Any]:
     """``{prefix.field: default}`` of a dataclass type: what a record lacking the key meant."""
     out = {}
-    for f in dataclasses.fields(cls):
+    for f in filter(_recorded, dataclasses.fields(cls)):
         if f.default is not dataclasses.MISSING:
             out[f"{prefix}.{f.name}"] = plain(f.default)
         elif f.default_factory is not dataclasses.MISSING:
@@ -132,7 +148,8 @@ def compare(
 def read_settings(run_dir: str | Path) -> dict[str, Any] | None:
     """The settings recorded in ``run_dir``, or None if it has no record."""
     file = Path(run_dir) / SETTINGS_FILE
-    return json.loads(file.read_text())["settings"] if file.is_file() else None
+    data = json.loads(file.read_text()) if file.is_file() else {}
+    return data.get("settings")  # None too for an older file of another layout
 
 
 def write_settings(run_dir: str | Path, settings: Mapping[str, Any]) -> None:
@@ -188,12 +205,32 @@ def check(
     if comparison.changes:
         if on_change == "refuse":
             raise SettingsError(
-                f"{run_dir} was trained under other settings ({run_dir / SETTINGS_FILE}): "
+                f"{run_dir} was trained under a different config ({run_dir / SETTINGS_FILE}): "
                 + "; ".join(comparison.changes)
                 + ". Use the recorded values, or a new run directory"
             )
         clear(run_dir, trained if state is None else state)
     return comparison
+
+
+def training_settings(
+    method: str, config: Any, train: Any, extra: Mapping[str, Any]
+) -> tuple[dict[str, Any], dict[str, Any]]:
+    """``(settings, defaults)`` of a fine-tuning run: ``method.name``, the method's config and
+    the training config as dotted keys (but how often it checkpoints or logs: that may change
+    on resume, :data:`am.train_config.RESUMABLE_CHANGES`), and ``extra`` (the caller's: a
+    dataclass value field by field with its defaults, any other value as it is)."""
+    leave_out = {f"train.{k}" for k in RESUMABLE_CHANGES if k != "iterations"}
+    train_part = {k: v for k, v in flatten("train", train).items() if k not in leave_out}
+    settings = {"method.name": method, **flatten("method", config), **train_part}
+    known = {**defaults("method", type(config)), **defaults("train", type(train))}
+    for key, value in extra.items():
+        if dataclasses.is_dataclass(value) and not isinstance(value, type):
+            settings.update(flatten(key, value))
+            known.update(defaults(key, type(value)))
+        else:
+            settings[key] = plain(value)
+    return settings, known
 
 
 def prepare(run_dir: str | Path, settings: Mapping[str, Any], **kwargs) -> SettingsComparison:
@@ -202,3 +239,12 @@ def prepare(run_dir: str | Path, settings: Mapping[str, Any], **kwargs) -> Setti
     Path(run_dir).mkdir(parents=True, exist_ok=True)
     write_settings(run_dir, settings)
     return comparison
+
+
+def write_settings_only(
+    run_dir: str | Path, settings: Mapping[str, Any], **_
+) -> SettingsComparison:
+    """Record ``settings`` in ``run_dir`` without comparing (a run that starts anew over it)."""
+    Path(run_dir).mkdir(parents=True, exist_ok=True)
+    write_settings(run_dir, settings)
+    return SettingsComparison((), None)

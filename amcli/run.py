@@ -23,6 +23,7 @@ import torch
 import yaml
 from safetensors.torch import load_file, save_file
 
+from am.api import finetune as am_finetune
 from am.diffusion import make_diffusion
 from am.methods import FineTuningProblem
 from am.metrics.distances import (
@@ -35,9 +36,9 @@ from am.models import ResidualVelocity, TimeMLP
 from am.problems.benchmarks import GroundTruth, make_problem
 from am.schedules import make_schedule
 from am.sde import sample
-from am.train import NonFiniteError, Trainer
-from amcli.config import RunConfig, parse_run_config, run_config_to_dict
-from baselines.registry import make_method
+from am.train import Trainer
+from amcli.config import RunConfig, run_config_to_dict
+from baselines.registry import make_method, method_class
 
 __all__ = ["build_run", "finetune", "evaluate", "atomic_write_text"]
 
@@ -61,19 +62,25 @@ def atomic_savefig(fig, path: str | Path, **kwargs) -> None:
     os.replace(tmp, path)
 
 
-def build_run(cfg: RunConfig) -> tuple[GroundTruth, torch.nn.Module, Trainer]:
-    """Problem, fine-tunable model (``v_base + zero-initialised MLP``) and trainer of a run."""
+def build_model(cfg: RunConfig) -> tuple[GroundTruth, ResidualVelocity]:
+    """Problem and fine-tunable model (``v_base + zero-initialised MLP``) of a run."""
     torch.manual_seed(cfg.train.seed)
     gt = make_problem(
         cfg.problem.name, make_schedule(cfg.problem.schedule), cfg.problem.reward_scale
     )
-    base = gt.velocity.requires_grad_(False)
+    gt.velocity.requires_grad_(False)
     net = TimeMLP(
         gt.dim, cfg.model.hidden, cfg.model.depth, cfg.model.time_features, zero_init=True
     )
-    model = ResidualVelocity(base, net)
+    return gt, ResidualVelocity(gt.velocity, net)
+
+
+def build_run(cfg: RunConfig) -> tuple[GroundTruth, torch.nn.Module, Trainer]:
+    """Problem, fine-tunable model and trainer of a run (for benchmarks and tests that step a
+    trainer themselves; :func:`finetune` goes through :func:`am.finetune`)."""
+    gt, model = build_model(cfg)
     problem = FineTuningProblem(
-        base=base,
+        base=gt.velocity,
         reward=gt.reward,
         schedule=gt.schedule,
         sample_shape=(gt.dim,),
@@ -86,60 +93,37 @@ def build_run(cfg: RunConfig) -> tuple[GroundTruth, torch.nn.Module, Trainer]:
 def finetune(cfg: RunConfig, run_dir: str | Path, *, progress: bool = True) -> Path:
     """Train (resuming from ``run_dir/checkpoint.pt`` if present); returns the model path.
 
-    A run that diverges (:class:`am.train.NonFiniteError`: reward maximisers do on unbounded
-    rewards) does not fail: the last good checkpoint is exported (the initial model if none was
-    written yet) and ``status.json`` records where it diverged, so the tables can say so.
+    Through :func:`am.finetune`, which owns the run directory: a directory trained under other
+    settings (the workflow's grid was edited; ``eval`` does not count, it is rerun by its own
+    step) starts afresh. A run that diverges (:class:`am.train.NonFiniteError`: reward
+    maximisers do on unbounded rewards) does not fail: the last good checkpoint is exported
+    (the initial model if none was written yet) and ``status.json`` records where it diverged,
+    so the tables can say so.
     """
     run_dir = Path(run_dir)
     run_dir.mkdir(parents=True, exist_ok=True)
-    config = run_config_to_dict(cfg)
-    text = yaml.safe_dump(config, sort_keys=False)
-    old = run_dir / "config.yaml"
-    if old.exists() and _training_part(yaml.safe_load(old.read_text())) != _training_part(config):
-        # The run's training config changed (e.g. the workflow grid was edited): start this run
-        # afresh instead of resuming a checkpoint trained under the old config. A change of the
-        # `eval` section alone keeps the trained model (evaluation is rerun by its own step).
-        for stale in (
-            "checkpoint.pt",
-            "metrics.jsonl",
-            "model.safetensors",
-            "eval.json",
-            "status.json",
-        ):
-            (run_dir / stale).unlink(missing_ok=True)
-        log.warning("config of %s changed: starting the run afresh", run_dir)
-    atomic_write_text(old, text)
-    _, model, trainer = build_run(cfg)
-    initial = {k: v.clone() for k, v in model.state_dict().items()}
-    trainer.run_dir = run_dir
-    try:
-        trainer.fit(resume=True, progress=progress)
-        status = {"status": "finished", "iteration": trainer.iteration}
-    except NonFiniteError as e:
-        log.warning("%s: %s", run_dir, e)  # the run is recorded as diverged, not failed
-        status = {"status": "diverged", "diverged_at": trainer.iteration + 1, "message": str(e)}
-        if not trainer.load_checkpoint():
-            model.load_state_dict(initial)
-            trainer.iteration, trainer.ema = 0, None
-        status["exported_iteration"] = trainer.iteration
-    trainer.load_ema_into_model()  # the exported weights are the EMA's when EMA is on
+    gt, model = build_model(cfg)
+    result = am_finetune(
+        gt.velocity, gt.reward, schedule=gt.schedule, sample_shape=(gt.dim,),
+        reward_scale=cfg.problem.reward_scale, method=method_class(cfg.method),
+        config=cfg.method_config, model=model, train=cfg.train, run_dir=run_dir,
+        settings={"problem": cfg.problem, "model": cfg.model}, on_change="restart",
+        derived=("model.safetensors", "eval.json", "status.json"), on_divergence="last_good",
+        progress=progress, threads=None,
+    )  # fmt: skip
+    atomic_write_text(
+        run_dir / "config.yaml", yaml.safe_dump(run_config_to_dict(cfg), sort_keys=False)
+    )
+    status = {"status": result.status, "iteration": result.iterations}
+    if result.status == "diverged":
+        status = {"status": "diverged", "diverged_at": result.diverged_at,
+                  "message": result.message, "exported_iteration": result.iterations}  # fmt: skip
     atomic_write_text(run_dir / "status.json", json.dumps(status, indent=2))
     out = run_dir / "model.safetensors"
     tmp = run_dir / "model.safetensors.tmp"
-    save_file({k: v.contiguous() for k, v in model.net.state_dict().items()}, str(tmp))
+    save_file({k: v.contiguous() for k, v in result.model.net.state_dict().items()}, str(tmp))
     os.replace(tmp, out)
     return out
-
-
-def _training_part(config: dict | None) -> dict | None:
-    """The parts of a run config that determine the trained model (all but ``eval``), with
-    every default filled in: a ``config.yaml`` written before a field existed compares equal
-    when the field has its default. None if it no longer parses (a removed or renamed key)."""
-    try:
-        cfg = parse_run_config({k: v for k, v in (config or {}).items() if k != "eval"})
-    except ValueError:  # ConfigError, or a dataclass's own check
-        return None
-    return {k: v for k, v in run_config_to_dict(cfg).items() if k != "eval"}
 
 
 def load_model(cfg: RunConfig, run_dir: str | Path) -> tuple[GroundTruth, torch.nn.Module]:

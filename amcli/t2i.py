@@ -58,7 +58,8 @@ class ModelSpec:
     width: int = 512
     mu: float | None = None
     distilled_guidance: float = 3.5
-    gradient_checkpointing: bool = False
+    # recomputes the same activations (tested equal): not part of a run's recorded settings
+    gradient_checkpointing: bool = field(default=False, metadata={"recorded": False})
     tf32: bool = False
     betas: tuple[float, float] | None = None
     final_alpha_bar: str = "clean"
@@ -79,7 +80,8 @@ class RewardSpec:
 
     terms: dict = field(default_factory=lambda: {"imagereward": 1.0})
     reward_scale: float = 1.0
-    weights: dict = field(default_factory=dict)
+    # where the files are; a run records their digests instead (amcli.t2i_settings)
+    weights: dict = field(default_factory=dict, metadata={"recorded": False})
 
 
 @dataclass(frozen=True)
@@ -88,8 +90,9 @@ class PromptSpec:
     ``order`` of the training prompts: ``uniform`` (with replacement) or ``epochs`` (without
     replacement, a new shuffle each epoch; :class:`am.t2i.prompts.PromptSampler`)."""
 
-    train: str = ""
-    eval: str = ""
+    # the training prompts are recorded by content (a digest), the evaluation ones not at all
+    train: str = field(default="", metadata={"recorded": False})
+    eval: str = field(default="", metadata={"recorded": False})
     order: str = "uniform"
 
 

@@ -102,14 +102,13 @@ def finetune(cfg, run_dir: Path, *, restart_if_changed: bool = False) -> Path:
     from am.distributed import data_parallel
 
     if data_parallel().is_main:
-        from amcli.t2i_settings import record
-
         atomic_write_text(run_dir / "config.yaml", yaml.safe_dump(_plain(cfg), sort_keys=False))
-        record(cfg, run_dir)
+    from amcli.t2i_settings import extra_settings
+
     result = am.finetune(
         **setup.finetune_kwargs(), reward_scale=cfg.reward.reward_scale,
         method=method_class(cfg.method), config=cfg.method_config, train=cfg.train,
-        run_dir=run_dir, threads=1 if device.type == "cpu" else None,
+        run_dir=run_dir, settings=extra_settings(cfg), threads=1 if device.type == "cpu" else None,
     )  # fmt: skip
     from am.distributed import data_parallel
 

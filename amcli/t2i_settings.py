@@ -17,15 +17,10 @@ import json
 from pathlib import Path
 from typing import Any
 
-from am.run_dir import SETTINGS_FILE, SettingsError, check, defaults, flatten, plain, write_settings
-from am.train import RESUMABLE_CHANGES
+from am.run_dir import SETTINGS_FILE, SettingsError, check, training_settings
 
-__all__ = ["SETTINGS_FILE", "SettingsError", "run_settings", "compare_settings", "record"]
+__all__ = ["SETTINGS_FILE", "SettingsError", "extra_settings", "run_settings", "compare_settings"]
 
-# ``model`` fields that do not change the weights: gradient checkpointing recomputes the same
-# activations (tested equal with and without in tests/t2i)
-_NOT_RECORDED = ("model.gradient_checkpointing",)
-_CHANGEABLE = tuple(f"train.{k}" for k in RESUMABLE_CHANGES if k != "iterations")
 # what a fine-tuning run writes into its directory (the run's config file and logs stay)
 TRAINING_STATE = ("checkpoint.pt", "metrics.jsonl", SETTINGS_FILE, "result.json", "lora", "result")
 
@@ -64,31 +59,19 @@ def scorer_digests(cfg) -> dict[str, str]:
     return out
 
 
+def extra_settings(cfg) -> dict[str, Any]:
+    """What a text-to-image run's weights depend on beside its method and training configs:
+    the model, LoRA, the reward (its scorers' files by digest) and the training prompts (by
+    content); ``am.finetune(settings=...)`` records them with the rest."""
+    return {"model": cfg.model, "lora": cfg.lora, "reward": cfg.reward,
+            "reward.weights_sha256": scorer_digests(cfg), "prompts": cfg.prompts,
+            "prompts.train_sha256": prompts_digest(cfg.prompts.train)}  # fmt: skip
+
+
 def run_settings(cfg) -> dict[str, Any]:
     """``{dotted key: value}`` of every setting of ``cfg`` (a :class:`amcli.t2i.T2IConfig`)
-    that changes the trained weights."""
-    out = {k: v for k, v in flatten("model", cfg.model).items() if k not in _NOT_RECORDED}
-    out.update({"lora": None} if cfg.lora is None else flatten("lora", cfg.lora))
-    out["reward.terms"] = plain(dict(cfg.reward.terms))
-    out["reward.reward_scale"] = cfg.reward.reward_scale
-    out["reward.weights_sha256"] = scorer_digests(cfg)
-    out["prompts.train_sha256"] = prompts_digest(cfg.prompts.train)
-    out.update({k: v for k, v in flatten("prompts", cfg.prompts).items()
-                if k not in ("prompts.train", "prompts.eval")})  # fmt: skip
-    out["method.name"] = cfg.method
-    out.update(flatten("method", cfg.method_config))
-    out.update({k: v for k, v in flatten("train", cfg.train).items() if k not in _CHANGEABLE})
-    return out
-
-
-def _defaults_of(cfg) -> dict[str, Any]:
-    out = {}
-    for part in ("model", "prompts", "train"):
-        out.update(defaults(part, type(getattr(cfg, part))))
-    out.update(defaults("method", type(cfg.method_config)))
-    if cfg.lora is not None:
-        out.update(defaults("lora", type(cfg.lora)))
-    return out
+    that changes the trained weights, as ``am.finetune`` records it."""
+    return training_settings(cfg.method, cfg.method_config, cfg.train, extra_settings(cfg))[0]
 
 
 def compare_settings(cfg, run_dir: Path, *, restart_if_changed: bool = False) -> list[str]:
@@ -100,7 +83,8 @@ def compare_settings(cfg, run_dir: Path, *, restart_if_changed: bool = False) ->
     trained = ("checkpoint.pt", "result.json")
     if not any((run_dir / name).exists() for name in trained):
         return []  # before the settings are computed: they read the scorers' weight files
-    comparison = check(run_dir, run_settings(cfg), defaults=_defaults_of(cfg),
+    now, known = training_settings(cfg.method, cfg.method_config, cfg.train, extra_settings(cfg))
+    comparison = check(run_dir, now, defaults=known,
                        trained=trained, state=TRAINING_STATE,
                        on_change="restart" if restart_if_changed else "refuse")  # fmt: skip
     if comparison.changes or comparison.extended is None:  # cleared, or nothing to say
@@ -113,8 +97,3 @@ def compare_settings(cfg, run_dir: Path, *, restart_if_changed: bool = False) ->
     if cfg.train.lr_schedule == "cosine":
         note += f"; the cosine learning rate now decays over {budget} iterations"
     return [note + ")"]
-
-
-def record(cfg, run_dir: Path) -> None:
-    """Write ``run_dir/settings.json`` (atomically) for :func:`compare_settings`."""
-    write_settings(run_dir, run_settings(cfg))
