@@ -137,10 +137,8 @@ def load_model(cfg: RunConfig, run_dir: str | Path) -> tuple[GroundTruth, torch.
     return gt, model.eval()
 
 
-def _metric(cfg: RunConfig, dim: int) -> str:
-    if cfg.eval.metric != "auto":
-        return cfg.eval.metric
-    return "w1" if dim == 1 else "sliced_w1"
+def _metric(cfg: RunConfig, gt: GroundTruth) -> str:
+    return gt.default_metric if cfg.eval.metric == "auto" else cfg.eval.metric
 
 
 def floor_key(cfg: RunConfig) -> dict:
@@ -172,7 +170,7 @@ def noise_floor_record(cfg: RunConfig) -> dict:
     pairs = noise_floor_pairs(
         gt.target.sample,
         key["num_samples"],
-        metric=_metric(cfg, gt.dim),
+        metric=_metric(cfg, gt),
         generator=torch.Generator().manual_seed(key["seed"] + 3),
         repeats=key["floor_repeats"],
     )
@@ -201,7 +199,7 @@ def evaluate(cfg: RunConfig, run_dir: str | Path, floor: dict | None = None) -> 
     status_path = run_dir / "status.json"
     status = json.loads(status_path.read_text()) if status_path.exists() else {}
     ev = cfg.eval
-    metric = _metric(cfg, gt.dim)
+    metric = _metric(cfg, gt)
     g = torch.Generator().manual_seed(ev.seed)
     n, reps = ev.num_samples, ev.repeats
     # `reps` independent n-sample target sets: draw r of every sampler is compared with set r, so

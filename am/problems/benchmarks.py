@@ -68,6 +68,12 @@ class GroundTruth:
         return self.base.dim
 
     @property
+    def default_metric(self) -> str:
+        """The distance a comparison with the target uses unless told otherwise: the exact
+        W1 in 1-D, the sliced W1 above (:data:`am.metrics.distances.METRICS`)."""
+        return "w1" if self.dim == 1 else "sliced_w1"
+
+    @property
     def velocity(self) -> GaussianMixtureVelocity:
         return GaussianMixtureVelocity(self.base, self.schedule)
 
@@ -76,14 +82,20 @@ class GroundTruth:
         return GaussianMixtureVelocity(self.target, self.schedule)
 
     def distance_to_target(
-        self, x: torch.Tensor, *, repeats: int = 5, generator: torch.Generator | None = None
+        self,
+        x: torch.Tensor,
+        *,
+        repeats: int = 5,
+        generator: torch.Generator | None = None,
+        metric: str | None = None,
     ) -> TargetDistance:
         """How far samples ``x [n, D]`` are from the exact tilted target, beside the noise
-        floor at ``n`` samples (``repeats`` pairs each; see :class:`TargetDistance`)."""
+        floor at ``n`` samples (``repeats`` pairs each; see :class:`TargetDistance`), by
+        ``metric`` (default :attr:`default_metric`)."""
         if x.ndim != 2 or x.shape[1] != self.dim:
             raise ValueError(f"x must be [n, {self.dim}], got {list(x.shape)}")
         g = generator if generator is not None else torch.Generator().manual_seed(0)
-        metric = "w1" if self.dim == 1 else "sliced_w1"
+        metric = metric or self.default_metric
         n, x = len(x), x.detach().to(self.target.means.dtype)
 
         def mean_distance(samples):
