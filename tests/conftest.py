@@ -25,6 +25,7 @@ SLOW = {
     ("t2i/test_t2i_cli.py", "test_two_processes_equal_one_process"): "accelerate launch",
     ("vision/test_workflow_images.py", "*"): "a Snakemake run in a subprocess",
     ("test_imports.py", "*"): "fresh interpreters in subprocesses",
+    ("test_plain_install.py", "*"): "pip install into a fresh venv, then the README's training run",
     ("test_tiers.py", "test_the_tiers_partition_the_suite"): "collects the suite three times",
     ("test_readme.py", "test_readme_example_is_the_examples_file_and_lands_on_the_floor"): (
         "the README example's training run"

@@ -27,3 +27,16 @@ def test_import_am_leaves_optional_stacks_alone():
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "[]"
+
+
+def test_import_am_leaves_the_tables_and_test_stacks_alone():
+    """A plain ``pip install .`` has no scipy (dev), pandas, matplotlib, seaborn, tabulate
+    (tables): the library and the ground-truth command line must not import them."""
+    code = (
+        "import sys, am, am.problems, am.metrics, am.vision, baselines, amcli.__main__, amcli.run\n"
+        "extra = {'scipy', 'pandas', 'matplotlib', 'seaborn', 'tabulate', 'diffusers',\n"
+        "         'transformers'}\n"
+        "print(sorted(extra & set(sys.modules)))"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "[]"

@@ -12,6 +12,7 @@ ONLY_SLOW = {
     "test_distributed.py": "accelerate launch",
     "test_end_to_end.py": "training runs and the smoke workflow",
     "test_imports.py": "fresh interpreters",
+    "test_plain_install.py": "a fresh venv and a training run",
     "vision/test_workflow_images.py": "a Snakemake run",
     "workflow/test_slurm.py": "a Slurm cluster",
     "workflow/test_report.py": "the smoke workflow and Chromium",
