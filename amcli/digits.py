@@ -4,6 +4,7 @@
     python -m amcli.digits reference CONFIG.yaml --out reference.json
     python -m amcli.digits base      CONFIG.yaml --guidance W --out base_w.json
     python -m amcli.digits run       CONFIG.yaml --method M --reward-scale L --seed S --run-dir D
+                                     [--iterations N]   (a convergence run: another budget)
 
 ``CONFIG.yaml`` is the workflow config's ``digits`` section (:class:`DigitsConfig`), validated
 before any compute; every error names its key (``digits.train.lr``).
@@ -27,7 +28,7 @@ from amcli.config import ConfigError, build_dataclass
 from amcli.run import atomic_write_text
 from baselines.registry import method_class
 
-__all__ = ["DigitsConfig", "parse_digits_config", "main"]
+__all__ = ["DigitsConfig", "parse_digits_config", "training_grid", "main"]
 
 
 @dataclass(frozen=True)
@@ -42,14 +43,25 @@ class DigitsPretrain:
 
 @dataclass(frozen=True)
 class DigitsEval:
-    """``per_class`` generations per class, ``num_steps`` sampling steps with ``diffusion``
-    (``memoryless``: the process whose marginal Adjoint Matching tilts; ``ode``); the
-    reference uses ``reference_per_class`` base samples per class."""
+    """``per_class`` generations per class, ``num_steps`` sampling steps on the uniform grid with
+    ``diffusion`` (``memoryless``: the process whose marginal Adjoint Matching tilts; ``ode``);
+    the reference uses ``reference_per_class`` base samples per class from the same sampler, so
+    that its target is the tilt of the sampler the comparison uses."""
 
-    per_class: int = 32
-    num_steps: int = 40
+    per_class: int = 200
+    num_steps: int = 10
     diffusion: str = "memoryless"
-    reference_per_class: int = 500
+    reference_per_class: int = 2000
+
+
+@dataclass(frozen=True)
+class DigitsConvergence:
+    """``methods`` are also trained with each budget of ``iterations`` (below ``train``'s, with
+    the same schedule spanning each run), for the figure of each statistic's distance to the
+    reference against the budget; the grid's own runs are the last point."""
+
+    methods: tuple[str, ...] = ()
+    iterations: tuple[int, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -60,13 +72,23 @@ class DigitsConfig:
     cache: str = "runs_digits/assets"
     reward_temperature: float = 10.0
     methods: tuple[str, ...] = ("adjoint_matching", "draft")
-    reward_scales: tuple[float, ...] = (1.0, 3.0, 10.0, 30.0)
-    seeds: tuple[int, ...] = (0, 1)
+    reward_scales: tuple[float, ...] = (1.0, 10.0)
+    seeds: tuple[int, ...] = (0,)
     guidance: tuple[float, ...] = (2.0, 4.0)
     method_configs: dict = field(default_factory=dict)
+    # methods declared to train on another grid than the evaluation's (checked otherwise)
+    other_grids: tuple[str, ...] = ()
     train: TrainConfig = TrainConfig(iterations=50, batch_size=40, lr=3e-4)
     pretrain: DigitsPretrain = DigitsPretrain()
     eval: DigitsEval = DigitsEval()
+    convergence: DigitsConvergence = DigitsConvergence()
+
+
+def training_grid(method: str, overrides: dict) -> tuple[int, float]:
+    """``(K, warp)`` of the grid ``method`` trains on under ``overrides`` (over its recommended
+    config, as :func:`am.finetune` builds it): ``num_steps`` and ``grid_warp`` (0: uniform)."""
+    fields = {**vars(method_class(method).recommended_config()), **overrides}
+    return int(fields["num_steps"]), float(fields.get("grid_warp", 0.0))
 
 
 def parse_digits_config(data: dict, key: str = "digits") -> DigitsConfig:
@@ -87,7 +109,39 @@ def parse_digits_config(data: dict, key: str = "digits") -> DigitsConfig:
         raise ConfigError(
             f"{key}.eval.diffusion: 'memoryless' or 'ode', got {cfg.eval.diffusion!r}"
         )
+    _check_grids(cfg, key)
+    _check_convergence(cfg, key)
     return cfg
+
+
+def _check_grids(cfg: DigitsConfig, key: str) -> None:
+    """One discretisation per comparison: every method trains on the grid the evaluation (and
+    the reference) samples on, unless declared in ``other_grids``."""
+    unknown = sorted(set(cfg.other_grids) - set(cfg.methods))
+    if unknown:
+        raise ConfigError(f"{key}.other_grids: {unknown} are not in {key}.methods")
+    wanted = (cfg.eval.num_steps, 0.0)
+    for name in cfg.methods:
+        got = training_grid(name, cfg.method_configs.get(name, {}))
+        if name not in cfg.other_grids and got != wanted:
+            raise ConfigError(
+                f"{key}.method_configs.{name}: trains on K = {got[0]}, grid_warp {got[1]:g}, "
+                f"but the evaluation samples on K = {wanted[0]} (uniform): set num_steps "
+                f"{wanted[0]} and grid_warp 0, or declare it in {key}.other_grids"
+            )
+
+
+def _check_convergence(cfg: DigitsConfig, key: str) -> None:
+    conv = cfg.convergence
+    unknown = sorted(set(conv.methods) - set(cfg.methods))
+    if unknown:
+        raise ConfigError(f"{key}.convergence.methods: {unknown} are not in {key}.methods")
+    budgets = list(conv.iterations)
+    if budgets != sorted(set(budgets)) or any(not 0 < n < cfg.train.iterations for n in budgets):
+        raise ConfigError(
+            f"{key}.convergence.iterations: increasing budgets between 0 and "
+            f"{key}.train.iterations ({cfg.train.iterations}), got {budgets}"
+        )
 
 
 def _assets(cfg: DigitsConfig):
@@ -150,9 +204,20 @@ def _restart_if_changed(cfg: DigitsConfig, method: str, run_dir: Path) -> None:
     atomic_write_text(path, settings)
 
 
-def run(cfg: DigitsConfig, *, method: str, reward_scale: float, seed: int, run_dir: Path) -> dict:
+def run(
+    cfg: DigitsConfig,
+    *,
+    method: str,
+    reward_scale: float,
+    seed: int,
+    run_dir: Path,
+    iterations: int | None = None,
+) -> dict:
     """Fine-tune (resuming from ``run_dir``), save ``model.safetensors``, score it, and write
-    ``eval.json`` and ``samples.pt`` (8 generations per class for the image grids)."""
+    ``eval.json`` and ``samples.pt`` (8 generations per class for the image grids).
+    ``iterations``: another budget than ``cfg.train``'s (the convergence runs)."""
+    if iterations is not None:
+        cfg = dataclasses.replace(cfg, train=dataclasses.replace(cfg.train, iterations=iterations))
     from am.conditions import ClassLabels
     from am.problems.digits_eval import scores
     from am.schedules import FlowMatchingSchedule
@@ -163,7 +228,12 @@ def run(cfg: DigitsConfig, *, method: str, reward_scale: float, seed: int, run_d
     assets = _assets(cfg)
     torch.manual_seed(seed)
     train = dataclasses.replace(cfg.train, seed=seed)
-    row = {"method": method, "reward_scale": reward_scale, "seed": seed}
+    row = {
+        "method": method,
+        "reward_scale": reward_scale,
+        "seed": seed,
+        "iterations": train.iterations,
+    }
     try:
         result = finetune(
             assets.base,
@@ -207,6 +277,7 @@ def main(argv: list[str] | None = None) -> int:
             p.add_argument("--reward-scale", type=float, required=True)
             p.add_argument("--seed", type=int, required=True)
             p.add_argument("--run-dir", required=True)
+            p.add_argument("--iterations", type=int, default=None)
     args = ap.parse_args(argv)
     try:
         cfg = parse_digits_config(yaml.safe_load(Path(args.config).read_text()) or {})
@@ -226,7 +297,12 @@ def main(argv: list[str] | None = None) -> int:
         run_dir.mkdir(parents=True, exist_ok=True)
         out = run_dir / "eval.json"
         result = run(
-            cfg, method=args.method, reward_scale=args.reward_scale, seed=args.seed, run_dir=run_dir
+            cfg,
+            method=args.method,
+            reward_scale=args.reward_scale,
+            seed=args.seed,
+            run_dir=run_dir,
+            iterations=args.iterations,
         )
     out.parent.mkdir(parents=True, exist_ok=True)
     atomic_write_text(out, json.dumps(result, indent=1))

@@ -86,8 +86,15 @@ def test_workflow_smoke_grid(smoke_workflow):
     finished = digits[digits["diverged"] == 0]
     assert np.isfinite(finished[["reward", "heldout", "diversity"]].to_numpy()).all()
     assert np.isfinite(finished.loc[~finished["row"].str.startswith("ref"), "realism"]).all()
-    for name in ("table.md", "pareto.png", "pareto.pdf", "samples.png"):
+    for name in ("table.md", "pareto.png", "pareto.pdf", "samples.png", "convergence.png"):
         assert (tmp_path / "results" / "digits" / name).stat().st_size > 0
+    # the convergence figure's data: each budget and the grid's own run, every lambda
+    curve = pd.read_csv(tmp_path / "results" / "digits" / "convergence.csv")
+    assert set(zip(curve["iterations"], curve["reward_scale"], strict=True)) == {
+        (1, 1.0), (2, 1.0), (1, 10.0), (2, 10.0),
+    }  # fmt: skip
+    assert set(curve["method"]) == {"adjoint_matching"}
+    assert np.isfinite(curve[["reward_z", "pixel_mean_z", "diversity_z"]].to_numpy()).all()
     # text-to-image on a tiny random pipeline: base and both methods scored, one table
     t2i = pd.read_csv(tmp_path / "results" / "t2i" / "table.csv")
     assert set(t2i["model"]) == {"base", "adjoint_matching", "draft"}

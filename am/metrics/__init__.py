@@ -20,7 +20,11 @@ from am.metrics.images import (
     grouped_diversity,
     mean_pairwise_distance,
 )
-from am.metrics.importance import TiltedEstimate, tilted_expectation
+from am.metrics.importance import (
+    TiltedEstimate,
+    classwise_tilted_expectation,
+    tilted_expectation,
+)
 
 __all__ = [
     "Diversity",
@@ -31,6 +35,7 @@ __all__ = [
     "grouped_diversity",
     "mean_pairwise_distance",
     "TiltedEstimate",
+    "classwise_tilted_expectation",
     "tilted_expectation",
     "METRICS",
     "energy_distance",

@@ -23,7 +23,7 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor
 
-__all__ = ["TiltedEstimate", "tilted_expectation"]
+__all__ = ["TiltedEstimate", "tilted_expectation", "classwise_tilted_expectation"]
 
 
 @dataclass(frozen=True)
@@ -57,3 +57,29 @@ def tilted_expectation(values: Tensor, *, log_weights: Tensor) -> TiltedEstimate
     stderr = ((wb**2) * (f - mean) ** 2).sum(0).sqrt()
     ess = float(1.0 / (w**2).sum())
     return TiltedEstimate(mean=mean, stderr=stderr, ess=ess, n=int(w.shape[0]))
+
+
+def classwise_tilted_expectation(
+    values: Tensor, *, labels: Tensor, log_weights: Tensor
+) -> TiltedEstimate:
+    """The class average ``(1 / C) sum_c E_{p*(. | c)}[f]`` of per-class estimates
+    (:func:`tilted_expectation` within each class: every class is tilted within itself, its
+    ``Z_c`` its own). ``values [N, *value_shape]``, ``labels [N]``, ``log_weights [N]``.
+    ``stderr``: ``sqrt(sum_c se_c^2) / C`` (the classes' base samples are independent);
+    ``ess``: the smallest class's effective sample size; ``n``: the smallest class's size."""
+    if labels.dim() != 1 or labels.shape[0] != values.shape[0]:
+        raise ValueError(
+            f"labels [N] must match values [N, ...]: got {list(labels.shape)} and "
+            f"{list(values.shape)}"
+        )
+    per_class = [
+        tilted_expectation(values[labels == c], log_weights=log_weights[labels == c])
+        for c in labels.unique()
+    ]
+    k = len(per_class)
+    return TiltedEstimate(
+        mean=torch.stack([e.mean for e in per_class]).mean(0),
+        stderr=torch.stack([e.stderr**2 for e in per_class]).sum(0).sqrt() / k,
+        ess=min(e.ess for e in per_class),
+        n=min(e.n for e in per_class),
+    )

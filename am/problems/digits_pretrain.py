@@ -43,9 +43,10 @@ class PretrainConfig:
     """``flow_steps``/``flow_batch``/``flow_lr``: the base model's AdamW steps (cosine decay);
     ``channels``: its UNet widths; ``label_dropout``: how often the label is dropped (CFG);
     ``classifier_steps``/``classifier_noise``: classifier training, on images with Gaussian
-    noise of that std added (so that they judge imperfect generations sensibly)."""
+    noise of that std added (so that they judge imperfect generations sensibly). The defaults are
+    the digits benchmark's (``config/config.yaml``, ``digits.pretrain``)."""
 
-    flow_steps: int = 3000
+    flow_steps: int = 1000
     flow_batch: int = 128
     flow_lr: float = 2e-3
     channels: tuple[int, int] = (16, 32)
@@ -144,17 +145,20 @@ def digits_assets(
 ) -> DigitsAssets:
     """Every network of the benchmark, trained into ``cache`` on first use and loaded after.
     A cache written with another config is refused (its ``pretrain_config.json`` is compared).
+    Loading a complete cache writes nothing (many jobs read it at once; it may be read-only).
     ``reward_temperature``: the reward's ``T`` (:class:`ClassifierReward`)."""
     cache = Path(cache)
-    cache.mkdir(parents=True, exist_ok=True)
     record = cache / "pretrain_config.json"
     wanted = json.loads(json.dumps(asdict(cfg)))
-    if record.is_file() and json.loads(record.read_text()) != wanted:
-        raise ValueError(
-            f"{cache} holds networks trained with another pretraining config "
-            f"({record}); use another folder or delete it"
-        )
-    record.write_text(json.dumps(wanted, indent=1))
+    if record.is_file():
+        if json.loads(record.read_text()) != wanted:
+            raise ValueError(
+                f"{cache} holds networks trained with another pretraining config "
+                f"({record}); use another folder or delete it"
+            )
+    else:  # a new cache: the record first, so that a second caller is compared with it
+        cache.mkdir(parents=True, exist_ok=True)
+        record.write_text(json.dumps(wanted, indent=1))
     splits = load_digits_splits(cfg.seed)
     torch.manual_seed(cfg.seed)
     reward_net = _cached_classifier(

@@ -75,6 +75,32 @@ def test_assets_are_trained_once_then_loaded(tmp_path):
         digits_assets(tmp_path, PretrainConfig(flow_steps=5, channels=(8, 16)))
 
 
+def test_loading_the_cache_writes_nothing(tmp_path):
+    """Many workflow jobs load the cache at once: loading must not rewrite any of its files."""
+    digits_assets(tmp_path, TINY)
+    files = sorted(p for p in tmp_path.rglob("*") if p.is_file())
+    before = {p: (p.stat().st_mtime_ns, p.read_bytes()) for p in files}
+    digits_assets(tmp_path, TINY)
+    assert sorted(p for p in tmp_path.rglob("*") if p.is_file()) == files
+    assert {p: (p.stat().st_mtime_ns, p.read_bytes()) for p in files} == before
+
+
+def test_image_statistics_and_the_seed_standard_error():
+    from am.problems.digits_eval import image_statistics, seeds_stderr
+
+    x = torch.full((2, 1, 8, 8), -1.0)
+    x[0, 0, 0, :4] = torch.tensor([1.0, 1.05, 1.1, 0.5])  # two in range, one beyond, one ink
+    x[1, 0, 0, 0] = -1.2
+    stats = image_statistics(x)
+    assert stats[0].tolist() == pytest.approx([(-60 + 1 + 1.05 + 1.1 + 0.5) / 64, 1 / 64, 4 / 64])
+    assert stats[1].tolist() == pytest.approx([(-63 - 1.2) / 64, 1 / 64, 0.0])
+    # one seed: its sampling error; two that agree: not below the sampling error; two that
+    # disagree: their spread
+    assert seeds_stderr([1.0], [0.3]) == pytest.approx(0.3)
+    assert seeds_stderr([1.0, 1.0], [0.3, 0.4]) == pytest.approx((0.125 / 2) ** 0.5)
+    assert seeds_stderr([0.0, 2.0], [0.1, 0.1]) == pytest.approx(1.0)
+
+
 def test_adjoint_matching_runs_on_the_digits_unet(tmp_path):
     a = digits_assets(tmp_path, TINY)
     fm = am.FlowMatchingSchedule()
@@ -101,7 +127,15 @@ def test_reference_at_lambda_zero_is_the_plain_average(tmp_path):
     x, labels = generate(a.base, per_class=6, num_steps=3, diffusion="memoryless", seed=0)
     ref, plain = tilted_reference(x, labels, a, 0.0), scores(x, labels, a)
     assert ref["ess_min"] == pytest.approx(6) and ref["n_per_class"] == 6
-    for key in ("reward", "heldout", "heldout_acc", "diversity"):
+    for key in (
+        "reward",
+        "heldout",
+        "heldout_acc",
+        "diversity",
+        "pixel_mean",
+        "out_of_range",
+        "ink",
+    ):
         assert ref[key] == pytest.approx(plain[key], rel=1e-5), key
     tilted = tilted_reference(x, labels, a, 5.0)
     assert tilted["reward"] > ref["reward"] and tilted["ess_min"] < 6

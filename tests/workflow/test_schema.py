@@ -89,8 +89,13 @@ def test_default_dry_run_plans_the_config(tmp_path):
     assert jobs["finetune"] + jobs["finetune_long"] == len(runs)
     assert jobs["figure2"] == len({r["problem"] for r in figure2_runs(config)}) == 3
     assert jobs["digits_run"] == n_digits == 18
+    # the convergence figure: its methods also at each shorter budget
+    conv = digits["convergence"]
+    n_budget = len(conv["methods"]) * len(conv["iterations"]) * len(digits["reward_scales"])
+    assert jobs["digits_budget"] == n_budget * len(digits["seeds"]) == 16
     assert jobs["digits_base"] == 1 + len(digits["guidance"])
     for rule in ("table", "comparison", "digits_pretrain", "digits_reference", "digits_report",
+                 "digits_convergence",
                  "report_table_ground_truth", "report_table_comparison", "report_table_digits",
                  "results_index", "all"):  # fmt: skip
         assert jobs[rule] == 1, rule

@@ -1,7 +1,8 @@
 # The digits benchmark (config key `digits`, amcli/digits.py): pretrain the base and the
 # classifiers once (cached), the importance-sampling reference, the base at each guidance
 # weight, methods x reward scales x seeds fine-tuning runs, then the table, the Pareto plots
-# and the sample grid in <results_dir>/digits/. Validated when the DAG is built.
+# and the sample grid in <results_dir>/digits/; the convergence methods also at shorter budgets
+# (<run>/budget<N>/), for the convergence figure. Validated when the DAG is built.
 from amcli.digits import parse_digits_config
 from amcli.config import ConfigError
 
@@ -20,10 +21,22 @@ if DIGITS is not None:
         for s in DIGITS_CFG.seeds
     ]
     DIGITS_GUIDANCE = [1.0, *DIGITS_CFG.guidance]
+    DIGITS_CURVE_RUNS = [
+        os.path.join(DRUNS, m, f"lam{lam_tag(lam)}", f"seed{s}", *budget)
+        for m in DIGITS_CFG.convergence.methods
+        for lam in DIGITS_CFG.reward_scales
+        for s in DIGITS_CFG.seeds
+        for budget in [*([f"budget{n}"] for n in DIGITS_CFG.convergence.iterations), []]
+    ]
     DIGITS_OUTPUTS = [
         os.path.join(DRES, name)
         for name in ("table.csv", "table.md", "pareto.png", "pareto.pdf", "samples.png")
     ]
+    if DIGITS_CFG.convergence.methods:
+        DIGITS_OUTPUTS += [
+            os.path.join(DRES, name)
+            for name in ("convergence.csv", "convergence.md", "convergence.png", "convergence.pdf")
+        ]
 else:
     DIGITS_OUTPUTS = []
 
@@ -33,6 +46,7 @@ if DIGITS is not None:
     localrules:
         digits_config,
         digits_report,
+        digits_convergence,
 
     rule digits_config:
         output:
@@ -99,6 +113,7 @@ if DIGITS is not None:
             os.path.join(DRUNS, "{method}", "lam{lam}", "seed{seed}", "run.log"),
         wildcard_constraints:
             method="[a-z_]+",
+            lam="[0-9.e+-]+",
             seed=r"\d+",
         threads: 1
         conda:
@@ -106,6 +121,48 @@ if DIGITS is not None:
         shell:
             "OMP_NUM_THREADS={threads} python -m amcli.digits run {input.cfg} --method {wildcards.method}"
             " --reward-scale {wildcards.lam} --seed {wildcards.seed} --run-dir $(dirname {output}) > {log} 2>&1"
+
+    rule digits_budget:
+        input:
+            cfg=os.path.join(DRUNS, "digits.yaml"),
+            pretrained=os.path.join(DRUNS, "pretrain.json"),
+        output:
+            os.path.join(DRUNS, "{method}", "lam{lam}", "seed{seed}", "budget{n}", "eval.json"),
+        log:
+            os.path.join(DRUNS, "{method}", "lam{lam}", "seed{seed}", "budget{n}", "run.log"),
+        wildcard_constraints:
+            method="[a-z_]+",
+            lam="[0-9.e+-]+",
+            seed=r"\d+",
+            n=r"\d+",
+        threads: 1
+        conda:
+            ENV
+        shell:
+            "OMP_NUM_THREADS={threads} python -m amcli.digits run {input.cfg} --method {wildcards.method}"
+            " --reward-scale {wildcards.lam} --seed {wildcards.seed} --iterations {wildcards.n}"
+            " --run-dir $(dirname {output}) > {log} 2>&1"
+
+    rule digits_convergence:
+        input:
+            runs=[os.path.join(d, "eval.json") for d in DIGITS_CURVE_RUNS],
+            reference=os.path.join(DRUNS, "reference.json"),
+        output:
+            csv=os.path.join(DRES, "convergence.csv"),
+            md=os.path.join(DRES, "convergence.md"),
+            png=report(
+                os.path.join(DRES, "convergence.png"),
+                caption="../report/digits_convergence.rst",
+                category="3. Digits",
+                labels={"figure": "distance to the reference against the budget"},
+            ),
+            pdf=os.path.join(DRES, "convergence.pdf"),
+        log:
+            os.path.join(DRES, "logs", "convergence.log"),
+        conda:
+            ENV
+        script:
+            "../scripts/digits_convergence.py"
 
     rule digits_report:
         input:

@@ -2,9 +2,15 @@
 held-out score, diversity, realism, each with its standard error, the importance-sampling
 reference beside every reward scale), the Pareto plots across reward scales, and the sample grid.
 
-Rows over seeds: the mean of the seeds' values; the standard error combines the runs' own
-(``sqrt(sum se_i^2) / n``). A reference whose smallest per-class effective sample size is below
-``RELIABLE_ESS`` is marked unreliable (its estimate rests on a handful of base samples).
+Rows over seeds: the mean of the seeds' values. Its standard error includes the spread over
+training seeds: ``sqrt(max(mean_i se_i^2, s^2) / n)`` with ``s^2`` the variance of the ``n``
+seeds' values (an unbiased estimate of one seed's total variance, sampling and training alike),
+never below what the samples alone give; with one seed it is the sampling error only, and the
+table says so. Every entry with a reference is marked (``†``) where its distance to the
+reference exceeds ``2`` combined standard errors, ``sqrt(se^2 + se_ref^2)``; the CSV holds that
+distance in standard errors (``<metric>_z``). A reference whose smallest per-class effective
+sample size is below ``RELIABLE_ESS`` is marked unreliable (its estimate rests on a handful of
+base samples).
 """
 
 import json
@@ -18,10 +24,14 @@ import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 import torch  # noqa: E402
 
+from am.problems.digits_eval import REFERENCED, seeds_stderr  # noqa: E402
 from amcli.run import atomic_savefig, atomic_write_text  # noqa: E402
 
-METRICS = ["reward", "heldout", "heldout_acc", "diversity", "realism"]
+METRICS = [
+    "reward", "heldout", "heldout_acc", "diversity", "realism", "pixel_mean", "out_of_range", "ink",
+]  # fmt: skip
 RELIABLE_ESS = 30
+MARK_SE = 2.0
 
 
 def load(paths) -> list[dict]:
@@ -42,10 +52,25 @@ def summarise(runs: list[dict]) -> pd.DataFrame:
         }
         for m in METRICS:
             if len(ok) and m in ok:
-                row[m] = ok[m].mean()
-                row[m + "_se"] = float(np.sqrt((ok[m + "_se"] ** 2).sum()) / len(ok))
+                row[m], row[m + "_se"] = ok[m].mean(), seeds_stderr(ok[m], ok[m + "_se"])
         rows.append(row)
     return pd.DataFrame(rows)
+
+
+def distances(df: pd.DataFrame) -> pd.DataFrame:
+    """``<metric>_z``: each method row's distance to the reference at its reward scale, in
+    combined standard errors (signed: positive above the reference)."""
+    ref = df[df["row"] == "reference (IS)"].set_index("reward_scale")
+    for m in REFERENCED:
+        z = []
+        for _, r in df.iterrows():
+            if r["row"].startswith(("base", "reference")) or r["reward_scale"] not in ref.index:
+                z.append(np.nan)
+                continue
+            q = ref.loc[r["reward_scale"]]
+            z.append((r[m] - q[m]) / np.hypot(r[m + "_se"], q[m + "_se"]))
+        df[m + "_z"] = z
+    return df
 
 
 def table(runs, base, reference) -> pd.DataFrame:
@@ -56,8 +81,9 @@ def table(runs, base, reference) -> pd.DataFrame:
     bases = bases.assign(reward_scale=np.nan, seeds=1, diverged=0)
     cols = ["row", "reward_scale", "seeds", "diverged", "ess_min", "n_per_class", "reliable"]
     cols += [c for m in METRICS for c in (m, m + "_se")]
+    cols += [m + "_z" for m in REFERENCED]
     out = pd.concat([bases, ref, summarise(runs)], ignore_index=True)
-    return out.reindex(columns=cols)
+    return distances(out.reindex(columns=cols))
 
 
 def markdown(df: pd.DataFrame) -> str:
@@ -65,11 +91,13 @@ def markdown(df: pd.DataFrame) -> str:
         if pd.isna(row.get(m)):
             return ""
         se = row.get(m + "_se")
-        return f"{row[m]:.{digits}f} ± {se:.{digits}f}" if pd.notna(se) else f"{row[m]:.{digits}f}"
+        out = f"{row[m]:.{digits}f} ± {se:.{digits}f}" if pd.notna(se) else f"{row[m]:.{digits}f}"
+        return out + (" †" if abs(row.get(m + "_z", np.nan)) > MARK_SE else "")
 
     lines = [
-        "| row | lambda | consistency (reward) | held-out log p | held-out acc | diversity | realism (FD, lower is better) |",
-        "|---|---|---|---|---|---|---|",
+        "| row | lambda | consistency (reward) | held-out log p | held-out acc | diversity | "
+        "realism (FD, lower is better) | mean pixel | out of range | ink |",
+        "|---|---|---|---|---|---|---|---|---|---|",
     ]
     for _, r in df.iterrows():
         name = r["row"]
@@ -80,8 +108,17 @@ def markdown(df: pd.DataFrame) -> str:
         lam = "" if pd.isna(r["reward_scale"]) else f"{r['reward_scale']:g}"
         lines.append(
             f"| {name} | {lam} | {pm(r, 'reward', 3)} | {pm(r, 'heldout', 3)} | "
-            f"{pm(r, 'heldout_acc', 3)} | {pm(r, 'diversity', 2)} | {pm(r, 'realism', 1)} |"
+            f"{pm(r, 'heldout_acc', 3)} | {pm(r, 'diversity', 2)} | {pm(r, 'realism', 1)} | "
+            f"{pm(r, 'pixel_mean', 4)} | {pm(r, 'out_of_range', 4)} | {pm(r, 'ink', 4)} |"
         )
+    seeds = sorted({int(s) for s in df["seeds"].dropna() if not pd.isna(s)})
+    lines.append("")
+    lines.append(
+        f"† more than {MARK_SE:g} combined standard errors from the reference at its lambda. "
+        f"Seeds per row: {', '.join(map(str, seeds))}"
+        + (" (with one seed the standard error is the sampling error only)." if seeds == [1]
+           else "; the standard errors include the spread over seeds.")
+    )  # fmt: skip
     return "\n".join(lines) + "\n"
 
 
