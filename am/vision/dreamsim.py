@@ -200,11 +200,15 @@ class DreamSimEmbedder(nn.Module):
 
     @classmethod
     def from_pretrained(
-        cls, path: str | os.PathLike | None = None, device: str = "cpu"
+        cls,
+        path: str | os.PathLike | None = None,
+        device: str = "cpu",
+        vit: ViTFactory | None = None,
     ) -> DreamSimEmbedder:
         """The released DreamSim ensemble from ``locate("dreamsim", path)``; raises
-        :class:`am.vision.resources.MissingWeightsError` naming the missing files."""
-        return cls.from_files(locate("dreamsim", path), device=device)
+        :class:`am.vision.resources.MissingWeightsError` naming the missing files. ``vit``: see
+        :func:`build_dreamsim` (tiny stand-ins in tests)."""
+        return cls.from_files(locate("dreamsim", path), device=device, vit=vit)
 
     @classmethod
     def from_files(

@@ -60,15 +60,13 @@ _REQUIRED = (
     *(f"blip.visual_encoder.{k}" for k in ("cls_token", "pos_embed", "patch_embed.proj.weight")),
     "blip.text_encoder.embeddings.word_embeddings.weight",
     "blip.text_encoder.encoder.layer.0.crossattention.self.key.weight",
-    "mlp.layers.0.weight",
-    "mlp.layers.7.weight",
+    *("mlp.layers.0.weight", "mlp.layers.7.weight"),
 )
 
 
 def _listing(keys: Sequence[str], limit: int = 8) -> str:
-    keys = sorted(keys)
     more = f", ... ({len(keys) - limit} more)" if len(keys) > limit else ""
-    return ", ".join(keys[:limit]) + more
+    return ", ".join(sorted(keys)[:limit]) + more
 
 
 def _vit_key(rest: str) -> str | None:
@@ -199,9 +197,7 @@ class ImageRewardScorer(ImageScorer):
         if not text_config.is_decoder:
             raise ValueError("text_config.is_decoder must be True (it builds the cross-attention)")
         if tokenizer is not None and len(tokenizer) > text_config.vocab_size:
-            raise ValueError(
-                f"tokenizer has {len(tokenizer)} tokens, model {text_config.vocab_size}"
-            )
+            raise ValueError(f"tokenizer: {len(tokenizer)} tokens, model {text_config.vocab_size}")
         self.vision = BlipVisionModel(vision_config)
         self.text = BlipTextModel(text_config, add_pooling_layer=False)
         layers: list[nn.Module] = []
@@ -221,15 +217,19 @@ class ImageRewardScorer(ImageScorer):
 
     @classmethod
     def from_pretrained(
-        cls, path: str | Path | None = None, tokenizer_path: str | Path | None = None
+        cls,
+        path: str | Path | None = None,
+        tokenizer_path: str | Path | None = None,
+        vision_config: BlipVisionConfig | None = None,
     ) -> ImageRewardScorer:
         """The released model: ``ImageReward.pt`` and ``med_config.json`` from
         ``locate("imagereward", path)``, ``vocab.txt`` from ``locate("bert-base-uncased",
-        tokenizer_path)``; raises :class:`MissingWeightsError` when they are not there."""
+        tokenizer_path)``; raises :class:`MissingWeightsError` when they are not there.
+        ``vision_config``: BLIP's ViT-L unless given (the release hard-codes it; tests: tiny)."""
         directory = locate("imagereward", path)
         vocab_dir = locate("bert-base-uncased", tokenizer_path)
         med = json.loads((directory / "med_config.json").read_text())
-        vision_config = vision_config_vit_large()
+        vision_config = vision_config or vision_config_vit_large()
         text_config = text_config_from_med(med, vision_config.hidden_size)
         file = directory / "ImageReward.pt"
         check_imagereward_file(file, vision_config, text_config)  # before building anything

@@ -15,7 +15,6 @@ import importlib
 import math
 import statistics
 from contextlib import contextmanager
-from functools import partial
 from pathlib import Path
 
 import pytest
@@ -28,13 +27,13 @@ pytest.importorskip("peft")
 
 from dreamsim.feature_extraction.extractor import ViTExtractor  # noqa: E402
 from dreamsim.feature_extraction.vision_transformer import (  # noqa: E402
-    VisionTransformer,
     vit_base,
 )
 
 from am.vision.dreamsim import DreamSimEmbedder  # noqa: E402
 from am.vision.preprocess import resize  # noqa: E402
 from am.vision.resources import MissingWeightsError  # noqa: E402
+from amcli.rehearse.scorer_dreamsim import tiny_vit  # noqa: E402
 
 # dreamsim's own builds (the reference, the adapter writer) warn about its deprecated DINO head
 # weight_norm and its re-wrapping of the LoRA-injected model; both are expected.
@@ -46,20 +45,6 @@ pytestmark = [
 WIDTH, PROJ = 32, 24  # ViT width; CLIP projection size. D = WIDTH + 2 * PROJ.
 CLIP_LOADERS = ("load_clip_as_dino", "load_open_clip_as_dino")
 CREATE_MODEL = ViTExtractor.__dict__["create_model"]
-
-
-def tiny_vit(patch_size: int = 16, **kwargs) -> VisionTransformer:
-    """dreamsim's ``vit_base`` recipe (qkv bias, LayerNorm eps 1e-6, 224 input) at width 32."""
-    return VisionTransformer(
-        patch_size=patch_size,
-        embed_dim=WIDTH,
-        depth=12,
-        num_heads=2,
-        mlp_ratio=2,
-        qkv_bias=True,
-        norm_layer=partial(nn.LayerNorm, eps=1e-6),
-        **kwargs,
-    )
 
 
 def _random(vit: nn.Module) -> nn.Module:
