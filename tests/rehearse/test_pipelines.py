@@ -199,3 +199,21 @@ def test_cli_writes_a_hub_cache_the_suite_resolves_by_id(tmp_path, monkeypatch):
     record = json.loads((tmp_path / "rehearsal.json").read_text())["pipelines"]["sd35m"]
     assert record["folder"] == str(folder) and record["dtype"] == "float16"
     assert record["bytes"] > 0 and record["parameters"]["transformer"] > 0
+
+
+def test_cli_scorers_hook_writes_into_out_scorers(tmp_path, monkeypatch):
+    import sys
+    import types
+
+    from amcli.t2i import main
+
+    calls = []
+    fake = types.ModuleType("amcli.rehearse.scorers")
+    fake.write_scorers = lambda folder, *, scale: calls.append((folder, scale)) or {"AM_WEIGHTS": 1}
+    monkeypatch.setitem(sys.modules, "amcli.rehearse.scorers", fake)
+    argv = ["rehearse", "write", "--out", str(tmp_path), "--families", "flux", "--scale", "tiny",
+            "--scorers"]  # fmt: skip
+    assert main(argv) == 0
+    assert calls == [(tmp_path / "scorers", "tiny")]
+    record = json.loads((tmp_path / "rehearsal.json").read_text())
+    assert record["scorers"]["settings"] == {"AM_WEIGHTS": 1} and "flux" in record["pipelines"]
