@@ -14,7 +14,7 @@ the Theorem 1 tags).
 
 A run's config = ``defaults``, then ``overrides[problem]``, then the grid point (problem, reward
 scale, method tag, seed). Paths: ``<runs_dir>/<problem>/lam<scale>/<tag>/seed<seed>``, where the
-top-level ``runs_dir`` defaults to ``runs``: a second config (the smoke grid, the quick Theorem 1)
+top-level ``runs_dir`` defaults to ``runs``: a second config (the smoke grid, the full reproduction)
 names its own, so its runs never overwrite the default reproduction's (a run whose config
 changed restarts from scratch).
 
@@ -280,8 +280,8 @@ def estimated_cost(cfg: dict) -> float:
 def long_runs(config: dict, factor: float = 3.0) -> list[str]:
     """Run directories whose :func:`estimated_cost` is at least ``factor`` times the median run's.
     Why: Snakemake starts ready jobs of equal priority in no particular order, and a long run
-    started last sets the wall time (the quick config's three 10-minute 1-D runs among 2-minute
-    ones); the workflow gives these a higher priority so they start first."""
+    started last sets the wall time (the default config's three 4500-iteration 1-D runs among
+    800-iteration ones); the workflow gives these a higher priority so they start first."""
     costs = {d: estimated_cost(cfg) for d, cfg in run_configs(config).items()}
     if not costs:
         return []

@@ -8,7 +8,7 @@ Times one ``Trainer.step`` (batch 256, K = 40, ``AdjointMatchingConfig(control_v
 sits on top of the base, as :func:`amcli.run.build_run` builds a run) for two problems:
 
 * ``1d``: ``gmm1d_linear`` with its exact Gaussian-mixture base, hidden 64, depth 3,
-  4 time features (the quick config's model);
+  4 time features (the default config's model);
 * ``64d``: d = 64 with a random ``TimeMLP(64, 256, 3)`` base and a quadratic reward, hidden 256
   (the size of ``benchmarks/bench_adjoint_matching.py``).
 

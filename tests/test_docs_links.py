@@ -1,6 +1,7 @@
 """Every relative link of the user docs (README, CHANGELOG, docs/*.md, the package READMEs) points
 at a file that exists and, with an anchor, at a heading of that file; and no doc's prose pins a
-claim to a commit hash (a release name or a command says where a number comes from)."""
+claim to a commit hash (a release name or a command says where a number comes from); and every
+config file a doc names exists."""
 
 from __future__ import annotations
 
@@ -59,6 +60,19 @@ def test_no_commit_hashes_in_prose(doc):
     words = re.findall(r"\b[0-9a-f]{7,40}\b", prose(doc.read_text()))
     hashes = [w for w in words if re.search(r"[a-f]", w) and re.search(r"[0-9]", w)]
     assert not hashes, hashes
+
+
+@pytest.mark.parametrize(
+    "doc",
+    [d for d in DOCS if d.name != "CHANGELOG.md"],
+    ids=lambda p: p.relative_to(ROOT).as_posix(),
+)
+def test_named_configs_exist(doc):
+    """A config file a user doc names (``config/NAME.yaml``, in prose or in a command) exists; the
+    CHANGELOG may name removed ones."""
+    names = set(re.findall(r"(?<![\w/])config/[\w.-]+\.yaml", doc.read_text()))
+    missing = sorted(n for n in names if not (ROOT / n).is_file())
+    assert not missing, missing
 
 
 def test_anchor_slugs_follow_github():

@@ -1,6 +1,7 @@
 """The README and docs/library.md as a reader runs them: every Python block as printed, the
 README's library example against the noise floor, every shell command of the README checked
-(dry runs), and the README's results tables equal to what the results tables regenerate."""
+(dry runs), the README's results tables equal to what the results tables regenerate, and the
+tables of docs/results.md equal to the committed results files."""
 
 import os
 import re
@@ -92,6 +93,47 @@ def test_readme_tables_are_the_regenerated_summary(tmp_path):
             "README tables are stale: stage the regenerated results (git add results) and "
             "paste `python -m workflow.scripts.summary`"
         )
+
+
+def test_results_page_tables_are_the_committed_ones():
+    """docs/results.md shows the committed tables, never hand-edited ones: every table is marked
+    with the file it comes from and equals what that mark selects from it as git holds it."""
+    from workflow.scripts.doc_tables import marked_tables, refresh
+
+    text = (ROOT / "docs" / "results.md").read_text()
+    tables = marked_tables(text)
+    assert len(tables) >= 4
+    unmarked = [text.splitlines()[start] for start, _, path, _ in tables if path is None]
+    assert not unmarked, (
+        f"tables of docs/results.md without a <!-- table: PATH --> mark: {unmarked}"
+    )
+    assert refresh(text) == text, (
+        "docs/results.md shows tables that are not the committed ones: "
+        "python -m workflow.scripts.doc_tables docs/results.md"
+    )
+
+
+def test_doc_tables_catch_an_edit_and_restore_it():
+    """A changed number, a dropped row and a reordered row are caught, and refresh restores the
+    file's rows; a filter selects rows by their cells; an unmarked table is reported."""
+    from workflow.scripts.doc_tables import marked_tables, refresh, select
+
+    head = "| p | lam | d |\n|---|--:|--:|\n"
+    source = f"intro\n\n{head}| a | 1 | 0.5 |\n| a | 2 | 0.7 |\n| b | 1 | 0.9 |\n"
+    files = {"r.md": source}
+    doc = f"<!-- table: r.md p=a -->\n{head}| a | 1 | 0.5 |\n| a | 2 | 0.7 |\n"
+    assert refresh(doc, files.get) == doc
+    for edited in (
+        doc.replace("0.5", "0.6"),
+        doc.replace("| a | 2 | 0.7 |\n", ""),
+        doc.replace("| a | 1 | 0.5 |\n| a | 2 | 0.7 |", "| a | 2 | 0.7 |\n| a | 1 | 0.5 |"),
+    ):
+        assert refresh(edited, files.get) == doc
+    assert select(source, {"p": "b", "lam": "1"})[2:] == ["| b | 1 | 0.9 |"]
+    with pytest.raises(KeyError):
+        select(source, {"problem": "a"})
+    (_, _, path, filters), (_, _, none, _) = marked_tables(doc + "\ntext\n\n| x |\n")
+    assert (path, filters, none) == ("r.md", {"p": "a"}, None)
 
 
 def test_no_file_points_outside_the_repository():
