@@ -202,6 +202,12 @@ def check(
         comparison = SettingsComparison(("(no record)",), None)
     else:
         comparison = compare(recorded, settings, defaults=defaults, ignore=ignore)
+        if on_change == "restart" and comparison.extended is not None:
+            # a restarted run equals a fresh one: a longer budget would continue the old run
+            # under the new cosine schedule, which a fresh run of that budget does not follow
+            old, new = comparison.extended
+            extended = f"{GROWABLE}: recorded {old}, now {new}"
+            comparison = SettingsComparison((*comparison.changes, extended), None)
     if comparison.changes:
         if on_change == "refuse":
             raise SettingsError(

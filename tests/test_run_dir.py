@@ -87,3 +87,14 @@ def test_a_trained_directory_without_a_record(tmp_path):
     assert not (tmp_path / "checkpoint.pt").exists()
     with pytest.raises(ValueError, match="on_change"):
         check(tmp_path, {}, on_change="ignore")
+
+
+def test_restart_treats_a_longer_budget_as_a_change(tmp_path):
+    """The workflow restarts so that a run equals a fresh run of its settings: a longer budget
+    under ``restart`` starts afresh, under ``refuse`` it continues."""
+    prepare(tmp_path, flatten("train", Conf(iterations=10)))
+    (tmp_path / "checkpoint.pt").write_text("x")
+    assert check(tmp_path, flatten("train", Conf(iterations=20))).extended == (10, 20)
+    assert (tmp_path / "checkpoint.pt").exists()
+    c = check(tmp_path, flatten("train", Conf(iterations=20)), on_change="restart")
+    assert c.keys == ["train.iterations"] and not (tmp_path / "checkpoint.pt").exists()
