@@ -81,6 +81,9 @@ def figure(df: pd.DataFrame, png: str, pdf: str) -> None:
                 ls=styles[lams.index(lam) % len(styles)], label=f"{method}, lambda {lam:g}",
             )  # fmt: skip
         ax.set_xscale("log")
+        budgets = sorted(df["iterations"].unique())
+        ax.set_xticks(budgets, [str(int(n)) for n in budgets])
+        ax.minorticks_off()
         ax.set_title(LABELS[m], fontsize=9)
         ax.set_ylabel("(value - reference) / SE", fontsize=7)
     axes.flat[-1].axis("off")

@@ -34,6 +34,9 @@ WHAT = {
     "importance-sampling reference",
     "t2i/table.*": "text-to-image: image metrics (mean ± standard error over prompts, each "
     "metric's version and scale in the header) of the base and each fine-tuned model",
+    "digits/convergence.*": "digits: each statistic's distance to the importance-sampling "
+    "reference (in combined standard errors) against the training budget, for the memoryless "
+    "methods and constant sigma at every reward scale",
     "digits/samples.png": "digits: samples of every method (rows) at every reward scale "
     "(columns), first seed",
 }

@@ -94,20 +94,25 @@ def _pm(value: float, se: float, digits: int) -> str:
 
 def digits_table(table: pd.DataFrame, reward_scale: float = 10.0) -> str:
     """Rows: the base (and its guided versions), the importance-sampling reference and every
-    method at ``reward_scale``; columns: the four metrics with their standard errors."""
+    method at ``reward_scale``; columns: the four metrics and two statistics of the images with
+    their standard errors, ``†`` where a method is more than 2 combined standard errors from the
+    reference (the table's ``<metric>_z``)."""
     rows = table[table.row.str.startswith("base") | (table.reward_scale == reward_scale)]
-    head = ["consistency (reward)", "held-out accuracy", "diversity", "realism (FD)"]
-    lines = ["| | " + " | ".join(head) + " |", "|---" * (len(head) + 1) + "|"]
+    cols = [("reward", "consistency (reward)", 3), ("heldout_acc", "held-out accuracy", 3),
+            ("diversity", "diversity", 1), ("realism", "realism (FD)", 0),
+            ("pixel_mean", "mean pixel", 4), ("out_of_range", "out of range", 4)]  # fmt: skip
+    lines = ["| | " + " | ".join(c[1] for c in cols) + " |", "|---" * (len(cols) + 1) + "|"]
     for _, r in rows.iterrows():
         name = r.row if r.row.startswith("base") else f"`{r.row}`"
         if r.row == "reference (IS)":
             name = f"exact tilt (IS estimate, ESS {r.ess_min:.0f} of {r.n_per_class:.0f})"
-        cells = [
-            _pm(r.reward, r.reward_se, 3),
-            _pm(r.heldout_acc, r.heldout_acc_se, 3),
-            _pm(r.diversity, r.diversity_se, 1),
-            "" if pd.isna(r.realism) else _pm(r.realism, r.realism_se, 0),
-        ]
+        cells = []
+        for key, _, digits in cols:
+            if pd.isna(r[key]):
+                cells.append("")
+                continue
+            z = r.get(key + "_z", float("nan"))
+            cells.append(_pm(r[key], r[key + "_se"], digits) + (" †" if abs(z) > 2 else ""))
         lines.append(f"| {name} | " + " | ".join(cells) + " |")
     return "\n".join(lines)
 
