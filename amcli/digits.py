@@ -102,9 +102,7 @@ def parse_digits_config(data: dict, key: str = "digits") -> DigitsConfig:
         build_dataclass(
             cls.config_class, cfg.method_configs.get(name, {}), f"{key}.method_configs.{name}"
         )
-    unknown = sorted(set(cfg.method_configs) - set(cfg.methods))
-    if unknown:
-        raise ConfigError(f"{key}.method_configs: {unknown} are not in {key}.methods")
+    _within_methods(cfg, cfg.method_configs, f"{key}.method_configs", key)
     if cfg.eval.diffusion not in ("memoryless", "ode"):
         raise ConfigError(
             f"{key}.eval.diffusion: 'memoryless' or 'ode', got {cfg.eval.diffusion!r}"
@@ -114,12 +112,16 @@ def parse_digits_config(data: dict, key: str = "digits") -> DigitsConfig:
     return cfg
 
 
+def _within_methods(cfg: DigitsConfig, names, where: str, key: str) -> None:
+    unknown = sorted(set(names) - set(cfg.methods))
+    if unknown:
+        raise ConfigError(f"{where}: {unknown} are not in {key}.methods")
+
+
 def _check_grids(cfg: DigitsConfig, key: str) -> None:
     """One discretisation per comparison: every method trains on the grid the evaluation (and
     the reference) samples on, unless declared in ``other_grids``."""
-    unknown = sorted(set(cfg.other_grids) - set(cfg.methods))
-    if unknown:
-        raise ConfigError(f"{key}.other_grids: {unknown} are not in {key}.methods")
+    _within_methods(cfg, cfg.other_grids, f"{key}.other_grids", key)
     wanted = (cfg.eval.num_steps, 0.0)
     for name in cfg.methods:
         got = training_grid(name, cfg.method_configs.get(name, {}))
@@ -132,11 +134,8 @@ def _check_grids(cfg: DigitsConfig, key: str) -> None:
 
 
 def _check_convergence(cfg: DigitsConfig, key: str) -> None:
-    conv = cfg.convergence
-    unknown = sorted(set(conv.methods) - set(cfg.methods))
-    if unknown:
-        raise ConfigError(f"{key}.convergence.methods: {unknown} are not in {key}.methods")
-    budgets = list(conv.iterations)
+    _within_methods(cfg, cfg.convergence.methods, f"{key}.convergence.methods", key)
+    budgets = list(cfg.convergence.iterations)
     if budgets != sorted(set(budgets)) or any(not 0 < n < cfg.train.iterations for n in budgets):
         raise ConfigError(
             f"{key}.convergence.iterations: increasing budgets between 0 and "
