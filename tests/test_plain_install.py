@@ -95,4 +95,7 @@ def test_plain_install_runs_the_readme_example(tmp_path):
         out.stdout,
     )
     assert printed, out.stdout
-    assert float(printed.group(1)) < 1.5  # as tests/test_readme.py checks in the dev environment
+    # the README's example samples without a seed: its ratio varies from run to run (0.97x to
+    # 1.53x measured); the accuracy itself is checked seeded in tests/test_readme.py, so here
+    # only that the installed library fine-tuned (the base is about 15 floors away)
+    assert float(printed.group(1)) < 3.0
