@@ -18,25 +18,25 @@ def test_imports_alone(name):
     assert out.returncode == 0, out.stderr[-2000:]
 
 
-def test_import_am_leaves_optional_stacks_alone():
-    code = (
-        "import sys, am, am.problems, am.models, am.metrics, am.vision, baselines\n"
-        "heavy = {'diffusers', 'sklearn', 'transformers', 'open_clip', 'peft', 'accelerate',\n"
-        "         'dreamsim', 'torchvision'}\n"
-        "print(sorted(heavy & set(sys.modules)))"
-    )
+def loaded(imports: str, names: set[str]) -> str:
+    """Which of ``names`` a fresh interpreter holds after ``import <imports>`` (printed list)."""
+    code = f"import sys, {imports}\nprint(sorted(set({sorted(names)!r}) & set(sys.modules)))"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
-    assert out.stdout.strip() == "[]"
+    return out.stdout.strip()
+
+
+def test_import_am_leaves_optional_stacks_alone():
+    heavy = {"diffusers", "sklearn", "transformers", "open_clip", "peft", "accelerate",
+             "dreamsim", "torchvision"}  # fmt: skip
+    out = loaded("am, am.problems, am.models, am.metrics, am.vision, baselines", heavy)
+    assert out == "[]"
 
 
 def test_import_am_leaves_the_tables_and_test_stacks_alone():
     """A plain ``pip install .`` has no scipy (dev), pandas, matplotlib, seaborn, tabulate
     (tables): the library and the ground-truth command line must not import them."""
-    code = (
-        "import sys, am, am.problems, am.metrics, am.vision, baselines, amcli.__main__, amcli.run\n"
-        "extra = {'scipy', 'pandas', 'matplotlib', 'seaborn', 'tabulate', 'diffusers',\n"
-        "         'transformers'}\n"
-        "print(sorted(extra & set(sys.modules)))"
+    extra = {"scipy", "pandas", "matplotlib", "seaborn", "tabulate", "diffusers", "transformers"}
+    out = loaded(
+        "am, am.problems, am.metrics, am.vision, baselines, amcli.__main__, amcli.run", extra
     )
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
-    assert out.stdout.strip() == "[]"
+    assert out == "[]"
