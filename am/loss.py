@@ -36,6 +36,8 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor
 
+from am.fields import FieldError
+
 __all__ = ["StepSubset", "WEIGHTINGS", "adjoint_matching_loss", "LossTerms", "QuantileDrop"]
 
 WEIGHTINGS: dict[str, Callable[[Tensor], Tensor]] = {
@@ -60,15 +62,17 @@ class StepSubset:
 
     def __post_init__(self):
         if self.mode not in ("all", "uniform", "paper", "split"):
-            raise ValueError(
-                f"step subset mode must be 'all', 'uniform', 'paper' or 'split', got {self.mode!r}"
+            raise FieldError(
+                "mode",
+                f"step subset mode must be 'all', 'uniform', 'paper' or 'split', got {self.mode!r}",
             )
         for key in ("num_steps", "num_random", "num_last", "start"):
             if getattr(self, key) < 0:
-                raise ValueError(f"step subset {key} must be >= 0, got {getattr(self, key)}")
+                raise FieldError(key, f"step subset {key} must be >= 0, got {getattr(self, key)}")
         if not 0 < self.early_fraction <= 1:
-            raise ValueError(
-                f"step subset early_fraction must be in (0, 1], got {self.early_fraction}"
+            raise FieldError(
+                "early_fraction",
+                f"step subset early_fraction must be in (0, 1], got {self.early_fraction}",
             )
 
     def select(self, K: int, generator: torch.Generator | None = None) -> Tensor:

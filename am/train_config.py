@@ -8,6 +8,8 @@ import math
 from contextvars import ContextVar
 from dataclasses import dataclass
 
+from am.fields import FieldError
+
 __all__ = ["TrainConfig", "DrawPosition", "DRAW_POSITION", "RESUMABLE_CHANGES"]
 
 
@@ -68,60 +70,86 @@ class TrainConfig:
         for key in (*keys, "updates_per_rollout", "micro_batches", "warmup_steps"):
             val = getattr(self, key)
             if isinstance(val, bool) or not isinstance(val, int):
-                raise ValueError(f"train.{key} must be an integer, got {val!r}")
+                raise FieldError(key, f"train.{key} must be an integer, got {val!r}")
         if self.iterations < 0:
-            raise ValueError(f"train.iterations must be >= 0, got {self.iterations}")
+            raise FieldError("iterations", f"train.iterations must be >= 0, got {self.iterations}")
         if self.warmup_steps < 0:
-            raise ValueError(f"train.warmup_steps must be >= 0, got {self.warmup_steps}")
+            raise FieldError(
+                "warmup_steps", f"train.warmup_steps must be >= 0, got {self.warmup_steps}"
+            )
         if self.batch_size < 1:
-            raise ValueError(f"train.batch_size must be >= 1, got {self.batch_size}")
-        if self.checkpoint_every < 0 or self.log_every < 1:
-            raise ValueError("train.checkpoint_every must be >= 0 and train.log_every >= 1")
+            raise FieldError("batch_size", f"train.batch_size must be >= 1, got {self.batch_size}")
+        if self.checkpoint_every < 0:
+            raise FieldError(
+                "checkpoint_every",
+                f"train.checkpoint_every must be >= 0, got {self.checkpoint_every}",
+            )
+        if self.log_every < 1:
+            raise FieldError("log_every", f"train.log_every must be >= 1, got {self.log_every}")
         minutes = self.checkpoint_minutes
         if minutes is not None and not (
             isinstance(minutes, (int, float)) and not isinstance(minutes, bool) and minutes > 0
         ):
-            raise ValueError(f"train.checkpoint_minutes must be > 0 or null, got {minutes!r}")
+            raise FieldError(
+                "checkpoint_minutes",
+                f"train.checkpoint_minutes must be > 0 or null, got {minutes!r}",
+            )
         if not (isinstance(self.lr, (int, float)) and math.isfinite(self.lr) and self.lr > 0):
-            raise ValueError(f"train.lr must be a positive number, got {self.lr!r}")
+            raise FieldError("lr", f"train.lr must be a positive number, got {self.lr!r}")
         if self.lr_schedule not in ("constant", "cosine"):
-            raise ValueError(
-                f"train.lr_schedule must be 'constant' or 'cosine', got {self.lr_schedule!r}"
+            raise FieldError(
+                "lr_schedule",
+                f"train.lr_schedule must be 'constant' or 'cosine', got {self.lr_schedule!r}",
             )
         if len(self.betas) != 2 or not all(0 <= b < 1 for b in self.betas):
-            raise ValueError(f"train.betas must be two numbers in [0, 1), got {self.betas!r}")
+            raise FieldError(
+                "betas", f"train.betas must be two numbers in [0, 1), got {self.betas!r}"
+            )
         if not self.weight_decay >= 0:
-            raise ValueError(f"train.weight_decay must be >= 0, got {self.weight_decay!r}")
+            raise FieldError(
+                "weight_decay", f"train.weight_decay must be >= 0, got {self.weight_decay!r}"
+            )
         if self.grad_clip is not None and not self.grad_clip > 0:
-            raise ValueError(f"train.grad_clip must be > 0 or null, got {self.grad_clip!r}")
+            raise FieldError(
+                "grad_clip", f"train.grad_clip must be > 0 or null, got {self.grad_clip!r}"
+            )
         if self.updates_per_rollout < 1:
-            raise ValueError(
-                f"train.updates_per_rollout must be >= 1, got {self.updates_per_rollout}"
+            raise FieldError(
+                "updates_per_rollout",
+                f"train.updates_per_rollout must be >= 1, got {self.updates_per_rollout}",
             )
         if self.micro_batches < 1 or self.batch_size % self.micro_batches:
-            raise ValueError(
+            raise FieldError(
+                "micro_batches",
                 f"train.micro_batches must be >= 1 and divide train.batch_size "
-                f"({self.batch_size}), got {self.micro_batches}"
+                f"({self.batch_size}), got {self.micro_batches}",
             )
         if self.micro_batches > 1 and self.updates_per_rollout > 1:
-            raise ValueError(
-                "train.micro_batches > 1 does not combine with updates_per_rollout > 1"
+            raise FieldError(
+                "micro_batches",
+                "train.micro_batches > 1 does not combine with updates_per_rollout > 1",
             )
         mb = self.minibatch
         if mb is not None and (isinstance(mb, bool) or not isinstance(mb, int) or mb < 1):
-            raise ValueError(f"train.minibatch must be a positive integer or null, got {mb!r}")
+            raise FieldError(
+                "minibatch", f"train.minibatch must be a positive integer or null, got {mb!r}"
+            )
         if mb is not None and mb > self.batch_size:
-            raise ValueError(
-                f"train.minibatch ({mb}) must be <= train.batch_size ({self.batch_size})"
+            raise FieldError(
+                "minibatch",
+                f"train.minibatch ({mb}) must be <= train.batch_size ({self.batch_size})",
             )
         if (self.updates_per_rollout * (mb or self.batch_size)) % self.batch_size:
-            raise ValueError(
+            raise FieldError(
+                "updates_per_rollout",
                 "train.updates_per_rollout * train.minibatch must be a multiple of "
                 f"train.batch_size (so that every rollout is served equally often), got "
-                f"{self.updates_per_rollout} * {mb} and {self.batch_size}"
+                f"{self.updates_per_rollout} * {mb} and {self.batch_size}",
             )
         if self.ema_decay is not None and not 0 < self.ema_decay < 1:
-            raise ValueError(f"train.ema_decay must be in (0, 1) or null, got {self.ema_decay!r}")
+            raise FieldError(
+                "ema_decay", f"train.ema_decay must be in (0, 1) or null, got {self.ema_decay!r}"
+            )
 
 
 # Train settings a resumed run may change: resume is exact from any checkpoint, so when and how

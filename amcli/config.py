@@ -14,6 +14,7 @@ import typing
 from dataclasses import dataclass, field
 from typing import Any
 
+from am.fields import FieldError, check_choice, check_int
 from am.problems.benchmarks import PROBLEMS
 from am.schedules import SCHEDULES
 from am.train import TrainConfig
@@ -47,11 +48,15 @@ class ProblemConfig:
 
     def __post_init__(self):
         if self.name not in PROBLEMS:
-            raise ValueError(f"unknown problem {self.name!r}; valid: {sorted(PROBLEMS)}")
+            raise FieldError("name", f"unknown problem {self.name!r}; valid: {sorted(PROBLEMS)}")
         if self.schedule not in SCHEDULES:
-            raise ValueError(f"unknown schedule {self.schedule!r}; valid: {sorted(SCHEDULES)}")
+            raise FieldError(
+                "schedule", f"unknown schedule {self.schedule!r}; valid: {sorted(SCHEDULES)}"
+            )
         if not math.isfinite(self.reward_scale):
-            raise ValueError(f"reward_scale must be a finite number, got {self.reward_scale!r}")
+            raise FieldError(
+                "reward_scale", f"reward_scale must be a finite number, got {self.reward_scale!r}"
+            )
 
 
 @dataclass(frozen=True)
@@ -63,8 +68,9 @@ class ModelConfig:
     time_features: int = 4
 
     def __post_init__(self):
-        if self.hidden < 1 or self.depth < 1 or self.time_features < 0:
-            raise ValueError("hidden and depth must be >= 1, time_features >= 0")
+        check_int("hidden", self.hidden)
+        check_int("depth", self.depth)
+        check_int("time_features", self.time_features, minimum=0)
 
 
 @dataclass(frozen=True)
@@ -91,19 +97,19 @@ class EvalConfig:
     floor_repeats: int | None = None
 
     def __post_init__(self):
-        if self.num_samples < 2 or self.sampling_steps < 1 or self.repeats < 1:
-            raise ValueError("num_samples must be >= 2, sampling_steps and repeats >= 1")
-        if self.floor_repeats is not None and self.floor_repeats < 1:
-            raise ValueError(f"floor_repeats must be >= 1 or null, got {self.floor_repeats!r}")
-        if self.metric not in ("auto", "w1", "sliced_w1", "energy"):
-            raise ValueError(f"metric must be auto, w1, sliced_w1 or energy, got {self.metric!r}")
+        check_int("num_samples", self.num_samples, minimum=2)
+        check_int("sampling_steps", self.sampling_steps)
+        check_int("repeats", self.repeats)
+        if self.floor_repeats is not None:
+            check_int("floor_repeats", self.floor_repeats)
+        check_choice("metric", self.metric, ("auto", "w1", "sliced_w1", "energy"))
         for s in self.samplers:
             if s not in ("ode", "memoryless"):
                 try:
                     float(s)
                 except ValueError:
-                    raise ValueError(
-                        f"sampler must be 'ode', 'memoryless' or a number, got {s!r}"
+                    raise FieldError(
+                        "samplers", f"sampler must be 'ode', 'memoryless' or a number, got {s!r}"
                     ) from None
 
 
@@ -125,7 +131,9 @@ class RunConfig:
 
     def __post_init__(self):
         if not isinstance(self.tag, str) or (self.tag and not _TAG.fullmatch(self.tag)):
-            raise ValueError(f"tag must match {_TAG.pattern} (it becomes a path), got {self.tag!r}")
+            raise FieldError(
+                "tag", f"tag must match {_TAG.pattern} (it becomes a path), got {self.tag!r}"
+            )
 
 
 _TAG = re.compile(r"[A-Za-z0-9_.+-]+")
@@ -211,13 +219,10 @@ def build_dataclass(cls: type, data: Any, key: str = "") -> Any:
             kwargs[name] = _check_type(data[name], hints[name], sub)
     try:
         return cls(**kwargs)
-    except (ValueError, TypeError) as e:
-        msg = str(e)
-        # "num_steps must be ..." from __post_init__ -> "method.num_steps: num_steps must be ..."
-        first = msg.split(" ", 1)[0].split(".")[-1]
-        if first in names:
-            where = f"{key}.{first}" if key else first
-        raise ConfigError(f"{where}: {msg}") from None
+    except FieldError as e:  # a field's own check (__post_init__) names the field
+        raise ConfigError(f"{key}.{e.field}: {e}" if key else f"{e.field}: {e}") from None
+    except (ValueError, TypeError) as e:  # a check across fields: the dataclass's key
+        raise ConfigError(f"{where}: {e}") from None
 
 
 def split_method(data: dict) -> tuple[str, Any, dict]:

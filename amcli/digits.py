@@ -180,29 +180,6 @@ def base_scores(cfg: DigitsConfig, guidance: float) -> dict:
     return {"guidance": guidance, **scores(x, labels, assets)}
 
 
-def _restart_if_changed(cfg: DigitsConfig, method: str, run_dir: Path) -> None:
-    """A run directory trained under other settings (the workflow's digits config was edited)
-    starts afresh instead of resuming a checkpoint of the old settings (which the trainer would
-    refuse). The settings a run depends on go to ``run_dir/settings.json``."""
-    run_dir.mkdir(parents=True, exist_ok=True)
-    settings = json.dumps(
-        {
-            "train": dataclasses.asdict(cfg.train),
-            "method": cfg.method_configs.get(method, {}),
-            "pretrain": dataclasses.asdict(cfg.pretrain),
-            "reward_temperature": cfg.reward_temperature,
-        },
-        sort_keys=True,
-        default=str,
-    )
-    path = run_dir / "settings.json"
-    if path.exists() and path.read_text() != settings:
-        for stale in ("checkpoint.pt", "metrics.jsonl", "model.safetensors", "eval.json"):
-            (run_dir / stale).unlink(missing_ok=True)
-        print(f"settings of {run_dir} changed: starting the run afresh", file=sys.stderr)
-    atomic_write_text(path, settings)
-
-
 def run(
     cfg: DigitsConfig,
     *,
@@ -214,16 +191,20 @@ def run(
 ) -> dict:
     """Fine-tune (resuming from ``run_dir``), save ``model.safetensors``, score it, and write
     ``eval.json`` and ``samples.pt`` (8 generations per class for the image grids).
-    ``iterations``: another budget than ``cfg.train``'s (the convergence runs)."""
+    ``iterations``: another budget than ``cfg.train``'s (the convergence runs).
+
+    Through :func:`am.finetune`, which owns the run directory, as for every experiment family:
+    a directory trained under other settings (the digits config was edited: the budget, the
+    method's config, the base's pretraining or the reward's temperature) starts afresh, and a
+    run that diverges is scored at its last good checkpoint with ``status: diverged`` (the
+    tables leave it out of the means and count it)."""
     if iterations is not None:
         cfg = dataclasses.replace(cfg, train=dataclasses.replace(cfg.train, iterations=iterations))
     from am.conditions import ClassLabels
     from am.problems.digits_eval import scores
     from am.schedules import FlowMatchingSchedule
-    from am.train import NonFiniteError
     from baselines import finetune
 
-    _restart_if_changed(cfg, method, run_dir)
     assets = _assets(cfg)
     torch.manual_seed(seed)
     train = dataclasses.replace(cfg.train, seed=seed)
@@ -233,24 +214,26 @@ def run(
         "seed": seed,
         "iterations": train.iterations,
     }
-    try:
-        result = finetune(
-            assets.base,
-            assets.reward,
-            method=method,
-            config=cfg.method_configs.get(method, {}),
-            schedule=FlowMatchingSchedule(),
-            sample_shape=(1, 8, 8),
-            reward_scale=reward_scale,
-            conditions=ClassLabels(10),
-            null_condition=torch.tensor([10]),  # the UNet's "no class" (guided rollouts)
-            train=train,
-            run_dir=run_dir,
-            progress=False,
-        )
-    except NonFiniteError as e:
-        print(f"{run_dir}: {e}", file=sys.stderr)
-        return {**row, "status": "diverged"}
+    result = finetune(
+        assets.base,
+        assets.reward,
+        method=method,
+        config=cfg.method_configs.get(method, {}),
+        schedule=FlowMatchingSchedule(),
+        sample_shape=(1, 8, 8),
+        reward_scale=reward_scale,
+        conditions=ClassLabels(10),
+        null_condition=torch.tensor([10]),  # the UNet's "no class" (guided rollouts)
+        train=train,
+        run_dir=run_dir,
+        settings={"pretrain": cfg.pretrain, "reward_temperature": cfg.reward_temperature},
+        on_change="restart",
+        derived=("model.safetensors", "eval.json", "samples.pt"),
+        on_divergence="last_good",
+        progress=False,
+    )
+    if result.status == "diverged":
+        row = {**row, "diverged_at": result.diverged_at, "exported_iteration": result.iterations}
     model = result.model.eval()
     state = {k: v.contiguous() for k, v in model.state_dict().items()}
     save_file(state, str(run_dir / "model.safetensors"))
@@ -258,7 +241,7 @@ def run(
     k = min(8, cfg.eval.per_class)  # the first k generations of each class, for the grids
     grid = x.reshape(10, -1, 1, 8, 8)[:, :k].clone()
     torch.save({"images": grid, "labels": torch.arange(10)}, run_dir / "samples.pt")
-    return {**row, "status": "finished", "seconds": result.seconds, **scores(x, labels, assets)}
+    return {**row, "status": result.status, "seconds": result.seconds, **scores(x, labels, assets)}
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -32,8 +32,9 @@ def check_rollout_guidance(value) -> None:
 
 
 def check_sampler_diffusion(value) -> None:
-    """``"memoryless"`` or a number >= 0 (0 is the ODE / DDIM eta = 0 the papers sample with)."""
-    if value != "memoryless":
+    """``"memoryless"``, a number >= 0 (0 is the ODE / DDIM eta = 0 the papers sample with) or
+    an :class:`am.diffusion.Diffusion`."""
+    if value != "memoryless" and not isinstance(value, Diffusion):
         check_number("diffusion", value, minimum=0.0)
 
 

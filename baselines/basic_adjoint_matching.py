@@ -15,6 +15,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from am.fields import FieldError
 from am.methods.adjoint_matching import AdjointMatching, AdjointMatchingConfig
 
 __all__ = ["BasicAdjointMatchingConfig", "BasicAdjointMatching"]
@@ -29,9 +30,10 @@ class BasicAdjointMatchingConfig(AdjointMatchingConfig):
     def __post_init__(self):
         super().__post_init__()
         if self.adjoint != "full":
-            raise ValueError(
+            raise FieldError(
+                "adjoint",
                 f"adjoint must be 'full' for basic_adjoint_matching (use adjoint_matching for "
-                f"the lean adjoint), got {self.adjoint!r}"
+                f"the lean adjoint), got {self.adjoint!r}",
             )
 
 

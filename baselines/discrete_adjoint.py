@@ -21,6 +21,7 @@ import torch
 from torch import nn
 
 from am.diffusion import MemorylessDiffusion
+from am.fields import FieldError, checking
 from am.methods.base import FineTuningProblem, LossOutput, Method, check_int, model_dtype_device
 from am.rollout import differentiable_rollout
 from am.sde import make_stepper, uniform_grid
@@ -40,9 +41,12 @@ class DiscreteAdjointConfig:
 
     def __post_init__(self):
         check_int("num_steps", self.num_steps)
-        make_stepper(self.stepper)
+        with checking("stepper"):
+            make_stepper(self.stepper)
         if not isinstance(self.checkpoint, bool):
-            raise ValueError(f"checkpoint must be true or false, got {self.checkpoint!r}")
+            raise FieldError(
+                "checkpoint", f"checkpoint must be true or false, got {self.checkpoint!r}"
+            )
 
 
 class DiscreteAdjoint(Method):

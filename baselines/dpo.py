@@ -28,6 +28,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from am.diffusion import Diffusion
+from am.fields import FieldError
 from am.methods.base import Conditioned, LossOutput, check_int, check_number
 from baselines._sampling import RolloutMethod, check_rollout_guidance, check_sampler_diffusion
 
@@ -43,7 +45,7 @@ class DPOConfig:
 
     num_steps: int = 40
     beta: float = 1.0
-    diffusion: str | float = 0.0
+    diffusion: str | float | Diffusion = 0.0
     t_max: float = 0.99
     rollout_guidance: float = 1.0
 
@@ -53,7 +55,7 @@ class DPOConfig:
         check_sampler_diffusion(self.diffusion)
         check_number("t_max", self.t_max, minimum=0.0, strict=True)
         if not self.t_max <= 1:
-            raise ValueError(f"t_max must be in (0, 1], got {self.t_max!r}")
+            raise FieldError("t_max", f"t_max must be in (0, 1], got {self.t_max!r}")
         check_rollout_guidance(self.rollout_guidance)
 
 

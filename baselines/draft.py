@@ -21,6 +21,8 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
+from am.diffusion import Diffusion
+from am.fields import FieldError
 from am.methods.base import LossOutput, check_int
 from am.rollout import differentiable_rollout
 from am.sde import uniform_grid
@@ -43,7 +45,7 @@ class DRaFTConfig:
 
     num_steps: int = 40
     grad_steps: int = 1
-    diffusion: str | float = 0.0
+    diffusion: str | float | Diffusion = 0.0
     checkpoint: bool = False
     rollout_guidance: float = 1.0
 
@@ -51,12 +53,15 @@ class DRaFTConfig:
         check_int("num_steps", self.num_steps)
         check_int("grad_steps", self.grad_steps)
         if self.grad_steps > self.num_steps:
-            raise ValueError(
-                f"grad_steps must be <= num_steps ({self.num_steps}), got {self.grad_steps}"
+            raise FieldError(
+                "grad_steps",
+                f"grad_steps must be <= num_steps ({self.num_steps}), got {self.grad_steps}",
             )
         check_sampler_diffusion(self.diffusion)
         if not isinstance(self.checkpoint, bool):
-            raise ValueError(f"checkpoint must be true or false, got {self.checkpoint!r}")
+            raise FieldError(
+                "checkpoint", f"checkpoint must be true or false, got {self.checkpoint!r}"
+            )
         check_rollout_guidance(self.rollout_guidance)
 
 

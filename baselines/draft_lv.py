@@ -16,6 +16,7 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
+from am.diffusion import Diffusion
 from am.methods.base import LossOutput, check_int
 from am.sde import EulerMaruyama, uniform_grid
 from baselines._sampling import RolloutMethod, check_rollout_guidance, check_sampler_diffusion
@@ -31,7 +32,7 @@ class DRaFTLVConfig:
 
     num_steps: int = 40
     num_draws: int = 2
-    diffusion: str | float = 0.0
+    diffusion: str | float | Diffusion = 0.0
     rollout_guidance: float = 1.0
 
     def __post_init__(self):

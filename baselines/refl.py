@@ -19,6 +19,8 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
+from am.diffusion import Diffusion
+from am.fields import FieldError
 from am.methods.base import LossOutput, check_int, check_number
 from am.sde import endpoint_from_velocity
 from baselines._sampling import RolloutMethod, check_rollout_guidance, check_sampler_diffusion
@@ -35,14 +37,16 @@ class ReFLConfig:
 
     num_steps: int = 40
     window_start: float = 0.75
-    diffusion: str | float = 0.0
+    diffusion: str | float | Diffusion = 0.0
     rollout_guidance: float = 1.0
 
     def __post_init__(self):
         check_int("num_steps", self.num_steps)
         check_number("window_start", self.window_start, minimum=0.0)
         if not self.window_start < 1:
-            raise ValueError(f"window_start must be in [0, 1), got {self.window_start!r}")
+            raise FieldError(
+                "window_start", f"window_start must be in [0, 1), got {self.window_start!r}"
+            )
         check_sampler_diffusion(self.diffusion)
         check_rollout_guidance(self.rollout_guidance)
 

@@ -150,3 +150,37 @@ def test_a_plain_callable_base_and_a_wrong_method_leave_the_base_alone():
     with pytest.raises(TypeError, match="method must be a Method class"):
         am.finetune(net, p.reward, method="draft", **args)
     assert all(q.requires_grad for q in net.parameters())
+
+
+@pytest.mark.parametrize(
+    "method, by_name, by_object",
+    [
+        ("adjoint_matching", "memoryless", "memoryless"),
+        ("draft", 0.0, "ode"),
+        ("refl", 0.3, 0.3),
+    ],
+)
+def test_a_diffusion_by_object_trains_as_by_name(method, by_name, by_object, tmp_path):
+    """``am.finetune`` takes a method's diffusion as ``am.sample`` does: by name, number or
+    :class:`am.diffusion.Diffusion` object; the object trains the same weights as its name,
+    and a run directory records which one it was."""
+    p, args = small()
+    del args["config"]
+    weights = []
+    for name, spec in (("name", by_name), ("object", am.make_diffusion(by_object, p.schedule))):
+        torch.manual_seed(0)
+        result = baselines.finetune(
+            p.velocity, p.reward, method=method, config={"num_steps": 4, "diffusion": spec},
+            run_dir=tmp_path / name, **args,
+        )  # fmt: skip
+        weights.append(torch.cat([q.detach().flatten() for q in result.model.parameters()]))
+    assert torch.equal(weights[0], weights[1])
+    recorded = (tmp_path / "object" / "settings.json").read_text()
+    assert type(am.make_diffusion(by_object, p.schedule)).__name__ in recorded
+
+
+def test_a_diffusion_that_is_neither_is_refused_naming_the_field():
+    with pytest.raises(ValueError, match="diffusion must be 'memoryless', a number > 0 or an"):
+        am.AdjointMatchingConfig(diffusion="sde")
+    with pytest.raises(ValueError, match="stepper 'ddpm' is memoryless by construction"):
+        am.AdjointMatchingConfig(stepper="ddpm", diffusion=am.diffusion.ConstantDiffusion(1.0))

@@ -56,6 +56,33 @@ def test_bad_values_name_the_key(data, key):
     assert key in str(err.value)
 
 
+@pytest.mark.parametrize(
+    "data, key",
+    [
+        ({"model": {"depth": 0}}, "model.depth"),
+        ({"model": {"time_features": -1}}, "model.time_features"),
+        ({"problem": {"schedule": "linear"}}, "problem.schedule"),
+        ({"method": {"steps": {"mode": "most"}}}, "method.steps.mode"),
+        ({"method": {"steps": {"num_last": -1}}}, "method.steps.num_last"),
+        ({"method": {"stepper": "rk4"}}, "method.stepper"),
+        ({"method": {"drop_quantile": 2.0}}, "method.drop_quantile"),
+        ({"method": {"name": "basic_adjoint_matching", "adjoint": "lean"}}, "method.adjoint"),
+        ({"method": {"name": "draft", "num_steps": 4, "grad_steps": 5}}, "method.grad_steps"),
+        ({"train": {"log_every": 0}}, "train.log_every"),
+        ({"train": {"batch_size": 4, "micro_batches": 3}}, "train.micro_batches"),
+        ({"eval": {"repeats": 0}}, "eval.repeats"),
+        ({"eval": {"samplers": ["sde"]}}, "eval.samplers"),
+        ({"tag": "a/b"}, "tag"),
+    ],
+)
+def test_the_error_starts_with_the_exact_key(data, key):
+    """Each field's check raises :class:`am.fields.FieldError` naming its field, so the key is
+    exact even where the message starts with another word (or another field's name)."""
+    with pytest.raises(ConfigError) as err:
+        parse_run_config(data)
+    assert str(err.value).startswith(key + ": "), str(err.value)
+
+
 def test_yaml_exponent_without_dot_is_a_number():
     assert parse_run_config({"train": {"lr": "3e-4"}}).train.lr == 3e-4
 

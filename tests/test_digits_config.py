@@ -93,29 +93,40 @@ def test_bad_digits_config_names_the_key(section, key):
         parse_digits_config(section)
 
 
-def test_a_run_with_changed_settings_starts_afresh(tmp_path, capsys):
+def test_a_run_with_changed_settings_starts_afresh(tmp_path, caplog):
     """The workflow reruns a digits run whose settings changed; its directory then holds a
-    checkpoint of the old settings, which must not be resumed (the trainer would refuse it)."""
-    from amcli.digits import _restart_if_changed
+    checkpoint of the old settings, which must not be resumed (the trainer would refuse it):
+    :func:`am.finetune` (``on_change="restart"``) clears it with the run's exports."""
+    from amcli.digits import run
 
-    grid = {"methods": ["draft"], "other_grids": ["draft"]}  # the grid is not the point here
-    cfg = parse_digits_config({**grid, "train": {"iterations": 4}})
-    _restart_if_changed(cfg, "draft", tmp_path)
-    (tmp_path / "checkpoint.pt").write_bytes(b"old")
-    _restart_if_changed(cfg, "draft", tmp_path)  # same settings: resume
-    assert (tmp_path / "checkpoint.pt").exists()
-    other = parse_digits_config({**grid, "train": {"iterations": 5}})
-    _restart_if_changed(other, "draft", tmp_path)
-    assert not (tmp_path / "checkpoint.pt").exists()
-    assert "starting the run afresh" in capsys.readouterr().err
+    tiny = {
+        "cache": str(tmp_path / "assets"),
+        "methods": ["draft"],
+        "other_grids": ["draft"],  # the grid is not the point here
+        "pretrain": {"flow_steps": 4, "flow_batch": 16, "channels": [8, 16],
+                     "classifier_steps": 4},
+        "eval": {"per_class": 4, "reference_per_class": 4},
+    }  # fmt: skip
+    run_dir = tmp_path / "run"
+
+    def go(**over):
+        over = {"method_configs": {"draft": {"num_steps": 2}}, **over}
+        cfg = parse_digits_config({**tiny, "train": {"iterations": 2, "batch_size": 4}, **over})
+        caplog.clear()
+        with caplog.at_level("WARNING", logger="am.api"):
+            row = run(cfg, method="draft", reward_scale=1.0, seed=0, run_dir=run_dir)
+        (run_dir / "eval.json").write_text("{}")  # what the CLI writes after run()
+        return row, caplog.text
+
+    row, _ = go()
+    assert row["status"] == "finished" and row["iterations"] == 2
+    assert (run_dir / "checkpoint.pt").exists()
+    _, text = go()  # same settings: the finished run is returned
+    assert "finished, returning it" in text
     # a method's own settings count too
-    (tmp_path / "checkpoint.pt").write_bytes(b"old")
-    steps = parse_digits_config(
-        {
-            **grid,
-            "train": {"iterations": 5},
-            "method_configs": {"draft": {"num_steps": 3}},
-        }
-    )
-    _restart_if_changed(steps, "draft", tmp_path)
-    assert not (tmp_path / "checkpoint.pt").exists()
+    _, text = go(method_configs={"draft": {"num_steps": 3}})
+    assert "starting the run afresh" in text and "num_steps" in text
+    # and so does the base's pretraining (a new cache: the old one is read-only)
+    pre = {**tiny["pretrain"], "flow_steps": 5}
+    _, text = go(pretrain=pre, cache=str(tmp_path / "assets5"))
+    assert "starting the run afresh" in text and "pretrain.flow_steps" in text

@@ -5,6 +5,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from am.diffusion import Diffusion
+from am.fields import FieldError, check_choice, check_int, check_number, checking
 from am.loss import WEIGHTINGS, QuantileDrop, StepSubset
 from am.sde import make_stepper, warped_grid
 
@@ -17,7 +19,8 @@ TARGETS = ("continuous", "discrete")
 @dataclass(frozen=True)
 class AdjointMatchingConfig:
     """``num_steps``: K of the rollout grid; ``stepper``: ``euler_maruyama`` | ``ddpm``;
-    ``diffusion``: ``"memoryless"`` or a constant ``> 0``; ``adjoint``: ``lean`` | ``full``;
+    ``diffusion``: ``"memoryless"``, a constant ``> 0`` or an :class:`am.diffusion.Diffusion`
+    (as :func:`am.sample` takes it); ``adjoint``: ``lean`` | ``full``;
     ``steps``: which steps enter the loss; ``clip_multiplier``: per-term clip at
     ``clip_multiplier * lambda^2`` (paper: 1.6; ``None`` = off); ``weighting``: ``uniform`` |
     ``drift`` | ``adjoint``; ``control_variate``: ``none`` (the paper) | ``antithetic``
@@ -51,7 +54,7 @@ class AdjointMatchingConfig:
 
     num_steps: int = 40
     stepper: str = "euler_maruyama"
-    diffusion: str | float = "memoryless"
+    diffusion: str | float | Diffusion = "memoryless"
     adjoint: str = "lean"
     steps: StepSubset = field(default_factory=StepSubset)
     clip_multiplier: float | None = None
@@ -65,57 +68,54 @@ class AdjointMatchingConfig:
     prompt_dropout: float = 0.0
 
     def __post_init__(self):
-        if (
-            isinstance(self.num_steps, bool)
-            or not isinstance(self.num_steps, int)
-            or self.num_steps < 1
-        ):
-            raise ValueError(f"num_steps must be a positive integer, got {self.num_steps!r}")
-        make_stepper(self.stepper)  # raises, naming valid steppers
-        if self.diffusion != "memoryless":
+        check_int("num_steps", self.num_steps)
+        with checking("stepper"):
+            make_stepper(self.stepper)  # raises, naming valid steppers
+        if isinstance(self.diffusion, Diffusion):  # an object, as am.sample takes it
+            if self.stepper == "ddpm" and not self.diffusion.memoryless:
+                raise FieldError(
+                    "stepper", "stepper 'ddpm' is memoryless by construction: use a memoryless "
+                    f"diffusion, got {self.diffusion!r}",
+                )  # fmt: skip
+        elif self.diffusion != "memoryless":
             if isinstance(self.diffusion, bool) or not isinstance(self.diffusion, (int, float)):
-                raise ValueError(
-                    f"diffusion must be 'memoryless' or a number > 0, got {self.diffusion!r}"
+                raise FieldError(
+                    "diffusion",
+                    "diffusion must be 'memoryless', a number > 0 or an am.diffusion.Diffusion, "
+                    f"got {self.diffusion!r}",
                 )
             if not self.diffusion > 0:
-                raise ValueError(
-                    f"diffusion must be > 0 to fine-tune (sigma = 0 has no control), got {self.diffusion}"
+                raise FieldError(
+                    "diffusion",
+                    "diffusion must be > 0 to fine-tune (sigma = 0 has no control), "
+                    f"got {self.diffusion}",
                 )
             if self.stepper == "ddpm":
-                raise ValueError(
-                    "stepper 'ddpm' is memoryless by construction: use diffusion 'memoryless'"
+                raise FieldError(
+                    "stepper",
+                    "stepper 'ddpm' is memoryless by construction: use diffusion 'memoryless'",
                 )
-        if self.adjoint not in ("lean", "full"):
-            raise ValueError(f"adjoint must be 'lean' or 'full', got {self.adjoint!r}")
-        if self.weighting not in WEIGHTINGS:
-            raise ValueError(
-                f"weighting must be one of {sorted(WEIGHTINGS)}, got {self.weighting!r}"
-            )
-        if self.control_variate not in CONTROL_VARIATES:
-            raise ValueError(
-                f"control_variate must be one of {list(CONTROL_VARIATES)}, "
-                f"got {self.control_variate!r}"
-            )
+        check_choice("adjoint", self.adjoint, ("lean", "full"))
+        check_choice("weighting", self.weighting, sorted(WEIGHTINGS))
+        check_choice("control_variate", self.control_variate, CONTROL_VARIATES)
         if self.clip_multiplier is not None and not self.clip_multiplier > 0:
-            raise ValueError(f"clip_multiplier must be > 0 or null, got {self.clip_multiplier!r}")
-        try:
-            warped_grid(1, self.grid_warp)  # the grid's own check, one place
-        except ValueError as e:
-            raise ValueError(f"grid_warp: {e}") from None
-        if (
-            isinstance(self.rollout_guidance, bool)
-            or not isinstance(self.rollout_guidance, (int, float))
-            or not self.rollout_guidance >= 0
-        ):
-            raise ValueError(
-                f"rollout_guidance must be a number >= 0, got {self.rollout_guidance!r}"
+            raise FieldError(
+                "clip_multiplier",
+                f"clip_multiplier must be > 0 or null, got {self.clip_multiplier!r}",
             )
+        with checking("grid_warp", "grid_warp: "):
+            warped_grid(1, self.grid_warp)  # the grid's own check, one place
+        check_number("rollout_guidance", self.rollout_guidance, minimum=0.0)
         if self.drop_quantile is not None:
-            QuantileDrop(self.drop_quantile, self.drop_ema_decay)  # its own checks, one place
-        if self.target not in TARGETS:
-            raise ValueError(f"target must be one of {list(TARGETS)}, got {self.target!r}")
+            with checking("drop_quantile"):  # its own checks, one place
+                QuantileDrop(self.drop_quantile, self.drop_ema_decay)
+        check_choice("target", self.target, TARGETS)
         p = self.prompt_dropout
         if isinstance(p, bool) or not isinstance(p, (int, float)) or not 0 <= p <= 1:
-            raise ValueError(f"prompt_dropout must be a number in [0, 1], got {p!r}")
+            raise FieldError(
+                "prompt_dropout", f"prompt_dropout must be a number in [0, 1], got {p!r}"
+            )
         if not isinstance(self.steps, StepSubset):
-            raise ValueError(f"steps must be a StepSubset, got {type(self.steps).__name__}")
+            raise FieldError(
+                "steps", f"steps must be a StepSubset, got {type(self.steps).__name__}"
+            )

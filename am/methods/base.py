@@ -10,6 +10,7 @@ import torch
 from torch import Tensor, nn
 
 from am.conditions import Condition, bind_reward, bind_velocity
+from am.fields import check_int, check_number
 from am.schedules import Schedule
 from am.sde import Velocity
 
@@ -22,23 +23,6 @@ __all__ = [
     "check_number",
     "model_dtype_device",
 ]
-
-
-def check_int(name: str, value, minimum: int = 1) -> None:
-    """Raise ``ValueError`` naming ``name`` unless ``value`` is an int ``>= minimum``."""
-    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
-        raise ValueError(f"{name} must be an integer >= {minimum}, got {value!r}")
-
-
-def check_number(name: str, value, *, minimum: float | None = None, strict: bool = False) -> None:
-    """Raise ``ValueError`` naming ``name`` unless ``value`` is a finite number above ``minimum``
-    (``> minimum`` with ``strict``, else ``>=``)."""
-    ok = not isinstance(value, bool) and isinstance(value, (int, float)) and value == value
-    if ok and minimum is not None:
-        ok = value > minimum if strict else value >= minimum
-    if not ok:
-        bound = "" if minimum is None else f" {'>' if strict else '>='} {minimum}"
-        raise ValueError(f"{name} must be a number{bound}, got {value!r}")
 
 
 def model_dtype_device(model: nn.Module) -> tuple[torch.dtype, torch.device]:

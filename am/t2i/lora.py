@@ -16,6 +16,8 @@ from dataclasses import dataclass, field
 
 from torch import Tensor, nn
 
+from am.fields import FieldError, check_int, check_number
+
 __all__ = ["LoraSettings", "add_lora", "AdaptersDisabled", "save_lora", "DENOISER_OF"]
 
 # pipeline class name -> (denoiser attribute, keyword prefix of its save_lora_weights)
@@ -37,10 +39,13 @@ class LoraSettings:
     dropout: float = 0.0
 
     def __post_init__(self):
-        if self.rank < 1 or self.alpha <= 0 or not 0 <= self.dropout < 1:
-            raise ValueError(f"invalid LoRA settings {self}")
+        check_int("rank", self.rank)
+        check_number("alpha", self.alpha, minimum=0.0, strict=True)
+        check_number("dropout", self.dropout, minimum=0.0)
+        if not self.dropout < 1:
+            raise FieldError("dropout", f"dropout must be in [0, 1), got {self.dropout!r}")
         if not self.target_modules:
-            raise ValueError("LoRA target_modules must not be empty")
+            raise FieldError("target_modules", "LoRA target_modules must not be empty")
 
 
 def add_lora(module: nn.Module, settings: LoraSettings) -> nn.Module:

@@ -25,6 +25,8 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor
 
+from am.fields import FieldError
+
 __all__ = ["PipelineSampler", "SCHEDULER_CLASSES", "parse_sampler", "use_scheduler",
            "pipeline_images"]  # fmt: skip
 
@@ -48,14 +50,15 @@ class PipelineSampler:
 
     def __post_init__(self):
         if self.scheduler not in SCHEDULER_CLASSES:
-            raise ValueError(
+            raise FieldError(
+                "scheduler",
                 f"unknown sampler {self.scheduler!r}; one of {list(SCHEDULER_CLASSES)} "
-                "(ddim:<eta> for DDIM with eta)"
+                "(ddim:<eta> for DDIM with eta)",
             )
         if isinstance(self.eta, bool) or not isinstance(self.eta, (int, float)):
-            raise ValueError(f"eta must be a number, got {self.eta!r}")
+            raise FieldError("eta", f"eta must be a number, got {self.eta!r}")
         if not 0 <= self.eta <= 1 or (self.eta and self.scheduler != "ddim"):
-            raise ValueError(f"eta must be in [0, 1] and needs 'ddim', got {self.eta!r}")
+            raise FieldError("eta", f"eta must be in [0, 1] and needs 'ddim', got {self.eta!r}")
 
 
 def parse_sampler(spec: str) -> PipelineSampler:

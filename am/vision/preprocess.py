@@ -26,6 +26,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
+from am.fields import FieldError
+
 __all__ = [
     "OPENAI_CLIP_MEAN",
     "OPENAI_CLIP_STD",
@@ -134,7 +136,7 @@ class Preprocess:
 
     def __post_init__(self):
         if self.fit not in FITS:
-            raise ValueError(f"fit must be one of {FITS}, got {self.fit!r}")
+            raise FieldError("fit", f"fit must be one of {FITS}, got {self.fit!r}")
 
     def __call__(self, images: Tensor) -> Tensor:
         """``images [B, 3, H, W]`` in [0, 1] -> model input ``[B, 3, size, size]``."""

@@ -7,6 +7,7 @@ from snakemake.utils import validate
 
 ROOT = Path(workflow.current_basedir).parents[1]  # this file is workflow/rules/common.smk
 
+from amcli.schema import write_workflow_schema
 from amcli.grid import (
     all_runs,
     figure2_runs,
@@ -31,7 +32,9 @@ if not workflow.configfiles:
     config.update(yaml.safe_load((ROOT / "config" / "config.yaml").read_text()))
     config.update(_cli)
 
-validate(config, str(ROOT / "workflow" / "schemas" / "config.schema.yaml"))
+# the schema's typed parts (run sections, each method's fields, digits) are generated from the
+# config dataclasses (amcli.schema); Snakemake's validate reads a file, so it is written first
+validate(config, write_workflow_schema(Path(".snakemake").resolve() / "am-config.schema.json"))
 validate_grid(config)
 RESULTS = config.get("results_dir", "results")
 # every run directory (comparison grid, then the Theorem 1 runs it does not already hold) -> config
