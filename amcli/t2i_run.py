@@ -12,8 +12,8 @@ import torch
 import yaml
 
 from amcli.run import atomic_write_text
-from amcli.t2i import schedule_options
 from amcli.t2i_checks import ResourceError, check_finetune, check_sample
+from amcli.t2i_config import schedule_options
 
 __all__ = ["ResourceError", "make_tiny", "finetune", "sample"]
 

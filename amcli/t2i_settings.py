@@ -69,7 +69,7 @@ def extra_settings(cfg) -> dict[str, Any]:
 
 
 def run_settings(cfg) -> dict[str, Any]:
-    """``{dotted key: value}`` of every setting of ``cfg`` (a :class:`amcli.t2i.T2IConfig`)
+    """``{dotted key: value}`` of every setting of ``cfg`` (a :class:`amcli.t2i_config.T2IConfig`)
     that changes the trained weights, as ``am.finetune`` records it."""
     return training_settings(cfg.method, cfg.method_config, cfg.train, extra_settings(cfg))[0]
 

@@ -4,7 +4,7 @@
 # in <results_dir>/t2i/. `t2i.tiny: sd15|sd3|flux` builds a tiny random pipeline and tiny scorer
 # weights first (smoke runs, tests: no downloads); `t2i.gpus`: GPUs per fine-tuning job.
 from amcli.config import ConfigError
-from amcli.t2i import parse_t2i_config
+from amcli.t2i_config import parse_t2i_config
 from amcli.t2i_runs import t2i_run_config
 
 T2I = config.get("t2i")
