@@ -13,12 +13,16 @@ writes every scorer's weights into ``DIR/scorers`` (``AM_WEIGHTS=DIR/scorers``).
 is listed in ``DIR/rehearsal.json``: each pipeline's folder, hub id, dtype, variant, parameter
 counts, bytes on disk and seconds to write.
 
+``rehearse protocol`` runs the paper's protocol on them through the workflow's rules
+(:mod:`amcli.rehearse.protocol`).
+
 Full size, one family at a time (memory): SD 1.5 about 5.5 GB of float32 weights plus its fp16
 files, SD 3.5 medium 6.7 GB in float16, Flux (2 + 2 blocks) 3.5 GB in bfloat16.
 """
 
 from __future__ import annotations
 
+import argparse
 import dataclasses
 import json
 import time
@@ -38,11 +42,26 @@ def add_parser(sub) -> None:
     actions = rehearse.add_subparsers(dest="rehearse_command", required=True)
     write = actions.add_parser("write", description=__doc__, help="write the models")
     write.add_argument("--out", required=True, help="folder to write into")
-    write.add_argument("--families", nargs="+", choices=list(FAMILIES), default=list(FAMILIES))
+    write.add_argument(
+        "--families",
+        nargs="*",
+        choices=list(FAMILIES),
+        default=list(FAMILIES),
+        help="none (--families --scorers): the scorers alone",
+    )
     write.add_argument("--scale", choices=SCALES, default="full")
     write.add_argument("--layout", choices=("folders", "hub-cache"), default="folders")
     write.add_argument("--scorers", action="store_true", help="also every scorer, in OUT/scorers")
     write.add_argument("--seed", type=int, default=0)
+    from amcli.rehearse.protocol import __doc__ as protocol_doc
+    from amcli.rehearse.protocol import add_arguments
+
+    add_arguments(
+        actions.add_parser(
+            "protocol", description=protocol_doc, help="the paper's protocol on written models",
+            formatter_class=argparse.RawDescriptionHelpFormatter,
+        )
+    )  # fmt: skip
 
 
 def _bytes(folder: Path) -> int:
@@ -51,6 +70,10 @@ def _bytes(folder: Path) -> int:
 
 def run(args) -> int:
     """Write what ``args`` (parsed by :func:`add_parser`) asks for; the exit status."""
+    if args.rehearse_command == "protocol":
+        from amcli.rehearse.protocol import protocol
+
+        return protocol(args)
     from amcli.rehearse.pipelines import REPO_IDS, cache_snapshot, write_pipeline
 
     out = Path(args.out)
@@ -79,8 +102,9 @@ def run(args) -> int:
         write_scorers = _scorer_writer()
         start = time.perf_counter()
         settings = write_scorers(out / "scorers", scale=args.scale)
+        seconds = round(time.perf_counter() - start, 1)
         record["scorers"] = {"folder": str(out / "scorers"), "settings": settings,
-                             "seconds": round(time.perf_counter() - start, 1)}  # fmt: skip
+                             "scale": args.scale, "seconds": seconds}  # fmt: skip
         print(f"scorers: {out / 'scorers'}", flush=True)
         manifest.write_text(json.dumps(record, indent=1, default=str) + "\n")
     return 0
