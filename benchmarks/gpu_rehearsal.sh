@@ -8,7 +8,18 @@
 #
 #   bash benchmarks/gpu_rehearsal.sh            # one GPU (docs/text_to_image.md: measured)
 #   bash benchmarks/gpu_rehearsal.sh --tiny     # the same runs on tiny models (CPU, seconds)
+#   bash benchmarks/gpu_rehearsal.sh --protocol # the paper's protocol end to end, instead
 #
+# --protocol: `python -m amcli.t2i rehearse protocol` (amcli/rehearse/protocol.py) writes SD 1.5
+# and SD 3.5 medium with random weights in the hub's layout and every scorer at full size, then
+# runs the workflow's text-to-image rules on each at the paper's sizes (SD 1.5 at 512 px, SD 3.5
+# medium at 1024 px, 40 steps, 2 iterations of Adjoint Matching, batch 1, LoRA rank 4, gradient
+# checkpointing): fine-tune -> LoRA -> sample (load_lora_weights) -> sample the base -> score
+# with config/t2i_gpu.yaml's metrics -> table, and prints seconds and peak host memory per
+# stage. Expected under 10 minutes on one H200 (not yet run on one: see docs/text_to_image.md);
+# --tiny --protocol: the same on tiny models, CPU, about a minute per family.
+# FAMILIES="sd15" limits --protocol to those families; each stage prints its line as it ends, so
+# a run stopped by the 590 s timeout still shows how far it got.
 # OUT=<folder> keeps each run's table there as well (default: a temporary folder).
 set -uo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
@@ -16,7 +27,29 @@ OUT="${OUT:-$(mktemp -d)}"
 mkdir -p "$OUT"
 PY="${PYTHON:-python3}"
 export PYTHONUNBUFFERED=1
-if [ "${1:-}" = "--tiny" ]; then
+TINY=0 PROTOCOL=0
+for arg in "$@"; do
+  case "$arg" in
+    --tiny) TINY=1 ;;
+    --protocol) PROTOCOL=1 ;;
+    *) echo "unknown argument $arg (--tiny, --protocol)" >&2; exit 2 ;;
+  esac
+done
+if [ "$PROTOCOL" = 1 ]; then
+  if [ "$TINY" = 1 ]; then
+    SIZES="--scale tiny --size 16 --steps 4"
+  else
+    SIZES="--size sd15=512 sd35m=1024 --steps 40"
+  fi
+  command -v nvidia-smi >/dev/null && nvidia-smi --query-gpu=name,memory.total --format=csv
+  # shellcheck disable=SC2086  # the sizes are separate words
+  timeout 590 "$PY" -m amcli.t2i rehearse protocol --out "$OUT/protocol" \
+    --families ${FAMILIES:-sd15 sd35m} $SIZES --iterations 2
+  status=$?
+  echo "stages in $OUT/protocol/protocol.md, logs in $OUT/protocol/logs"
+  exit $status
+fi
+if [ "$TINY" = 1 ]; then
   SD15="--arch tiny-sd15 --size 16"; SD35="--arch tiny-sd3 --size 16"; K15=4; K35=4; B15=2; B35=2
 else
   SD15="--arch sd15 --size 512"; SD35="--arch sd35-medium --size 1024"; K15=50; K35=40; B15=4; B35=2

@@ -23,6 +23,9 @@ SLOW = {
     ("test_end_to_end.py", "*"): "training runs and the smoke workflow",
     ("test_distributed.py", "*"): "accelerate launch with two processes",
     ("t2i/test_t2i_cli.py", "test_two_processes_equal_one_process"): "accelerate launch",
+    ("rehearse/test_protocol.py", "test_gpu_script_protocol_runs_end_to_end_on_tiny_models"): (
+        "Snakemake in subprocesses, about 80 s"
+    ),
     ("vision/test_workflow_images.py", "*"): "a Snakemake run in a subprocess",
     ("test_imports.py", "*"): "fresh interpreters in subprocesses",
     ("test_plain_install.py", "*"): "pip install into a fresh venv, then the README's training run",
