@@ -44,7 +44,7 @@ if [ "$PROTOCOL" = 1 ]; then
   command -v nvidia-smi >/dev/null && nvidia-smi --query-gpu=name,memory.total --format=csv
   # shellcheck disable=SC2086  # the sizes are separate words
   timeout 590 "$PY" -m amcli.t2i rehearse protocol --out "$OUT/protocol" \
-    --families ${FAMILIES:-sd15 sd35m} $SIZES --iterations 2
+    --families ${FAMILIES:-sd15 sd35m} $SIZES --iterations 2 --cores "$(nproc)"
   status=$?
   echo "stages in $OUT/protocol/protocol.md, logs in $OUT/protocol/logs"
   exit $status

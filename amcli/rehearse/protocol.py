@@ -107,6 +107,7 @@ def configs(out: Path, models: Path, family: str, *, size: int, steps: int, iter
     method = dict(gpu["t2i"]["methods"][METHOD], num_steps=steps)
     share = max(1, round(steps * method["steps"]["num_last"] / 40))  # the paper's 10 + 10 of 40
     method["steps"] = {**method["steps"], "num_random": share, "num_last": share}
+    run["method"] = {"name": METHOD, **method}  # the workflow's, so that run.yaml runs as it is
     cuda = _cuda()
     workflow = {
         "runs_dir": "runs", "results_dir": "results",  # in snakemake's --directory, out

@@ -42,6 +42,7 @@ def test_configs_are_the_gpu_configs_reduced(tmp_path, family, steps):
     assert (cfg.train.iterations, cfg.train.batch_size) == (2, 1)
     assert cfg.reward.terms == {"imagereward": 1.0}
     assert cfg.method_config.num_steps == steps and cfg.sample.num_steps == steps
+    assert run["method"] == {"name": METHOD, **workflow["t2i"]["methods"][METHOD]}
     share = max(1, steps // 4)  # the paper's 10 random + the last 10 of 40 steps
     assert (cfg.method_config.steps.num_random, cfg.method_config.steps.num_last) == (share, share)
     assert cfg.method_config.clip_multiplier == gpu["t2i"]["methods"][METHOD]["clip_multiplier"]
