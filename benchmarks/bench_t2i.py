@@ -171,6 +171,9 @@ def main() -> None:
     for name in names:
         cls = baselines.METHODS[name]
         fields = {f.name for f in dataclasses.fields(cls.config_class)}
+        if "group_size" in fields and args.batch < 2:  # GRPO's group: 2 samples of a prompt
+            print(f"{name}: skipped, its groups need --batch 2 or more", flush=True)
+            continue
         extra = {"group_size": min(4, args.batch)} if "group_size" in fields else {}
         config = dataclasses.replace(cls.recommended_config(), num_steps=args.steps, **extra)
         methods[name] = cls(config, problem)
