@@ -16,7 +16,7 @@
 # medium at 1024 px, 40 steps, 2 iterations of Adjoint Matching, batch 1, LoRA rank 4, gradient
 # checkpointing): fine-tune -> LoRA -> sample (load_lora_weights) -> sample the base -> score
 # with config/t2i_gpu.yaml's metrics -> table, and prints seconds and peak host memory per
-# stage. Expected under 10 minutes on one H200 (not yet run on one: see docs/text_to_image.md);
+# stage. Expected 8-10 minutes on one H200, an estimate (not yet run on one: docs/text_to_image.md);
 # --tiny --protocol: the same on tiny models, CPU, about a minute per family.
 # FAMILIES="sd15" limits --protocol to those families; each stage prints its line as it ends, so
 # a run stopped by the 590 s timeout still shows how far it got.
