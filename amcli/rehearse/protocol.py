@@ -19,6 +19,8 @@ which loads its LoRA with ``load_lora_weights``, sample the base, score both fol
 table), each timed with its peak resident memory (``ru_maxrss`` of the finished process tree, the
 number ``/usr/bin/time -v`` prints as "Maximum resident set size"). The table goes to stdout and
 ``OUT/protocol.md``; every command is printed before it runs, so any stage can be rerun by hand.
+A second run finds the outputs up to date (Snakemake) and times only its checks: delete
+``OUT/<family>/runs`` and ``OUT/<family>/results`` to measure again.
 """
 
 from __future__ import annotations
@@ -84,6 +86,7 @@ def configs(out: Path, models: Path, family: str, *, size: int, steps: int, iter
     "tiny", the scorers whose loaders need the tiny architectures passed in (ImageReward, HPS,
     DreamSim: :func:`amcli.rehearse.scorers.loader_overrides`), which no command line takes, are
     left out: the reward is ClipScore, the metrics the others and the aesthetic score."""
+    from amcli.rehearse.pipelines import FAMILIES
     from amcli.rehearse.scorers import loader_overrides
 
     gpu = yaml.safe_load(GPU_CONFIG.read_text())
@@ -95,8 +98,8 @@ def configs(out: Path, models: Path, family: str, *, size: int, steps: int, iter
     run = yaml.safe_load(run_file.read_text())
     run["model"].update(path=str(models / family), height=size, width=size,
                         gradient_checkpointing=checkpointing)  # fmt: skip
-    if family == "sd15":
-        run["model"]["variant"] = "fp16"  # SD 1.5's half-size files, as a user loads them
+    # the half-size files written beside the main ones (SD 1.5's fp16), as a user loads them
+    run["model"]["variant"] = FAMILIES[family].variant
     run["lora"] = {"rank": 4, "alpha": 4.0}
     if set(run["reward"]["terms"]) & set(needs_code):
         run["reward"]["terms"] = {"clipscore": 1.0}
@@ -159,17 +162,8 @@ def protocol(args) -> int:
         return status == 0
 
     todo, scorers = _written(models, args.families, args.scale)
-    write = [
-        py,
-        "-m",
-        "amcli.t2i",
-        "rehearse",
-        "write",
-        "--out",
-        str(models),
-        "--scale",
-        args.scale,
-    ]
+    write = [py, "-m", "amcli.t2i", "rehearse", "write", "--out", str(models),
+             "--scale", args.scale]  # fmt: skip
     for family in todo:
         if not stage(family, "write", [*write, "--families", family]):
             return _report(out, rows)
