@@ -5,6 +5,7 @@
     python -m amcli.t2i sample config/sd15_authors.yaml --out samples/base     # the base model
     python -m amcli.t2i make-tiny sd15 models/tiny-sd15     # a tiny random pipeline, for tests
     python -m amcli.t2i rehearse write --out /data/rehearsal  # full-size random weights, hub layout
+    python -m amcli.t2i rehearse protocol --out /data/rehearsal  # the paper's protocol on them
 
 The config (YAML) names the model (a directory or a Hub id in the local cache), the reward
 (image scorers from ``am.vision`` times ``reward_scale``), the prompt files, the method and its
