@@ -80,3 +80,15 @@ def test_gpu_script_protocol_runs_end_to_end_on_tiny_models(tmp_path):
     run = tmp_path / "protocol" / "sd15" / "runs" / "t2i" / METHOD
     assert (run / "lora" / "pytorch_lora_weights.safetensors").is_file()
     assert len(list((run / "samples").glob("*.png"))) == 4
+
+
+def test_write_with_no_family_writes_the_scorers_alone(tmp_path):
+    import json
+
+    from amcli.t2i import main
+
+    assert main(["rehearse", "write", "--out", str(tmp_path), "--families", "--scale", "tiny",
+                 "--scorers"]) == 0  # fmt: skip
+    record = json.loads((tmp_path / "rehearsal.json").read_text())
+    assert record["pipelines"] == {} and record["scorers"]["scale"] == "tiny"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["rehearsal.json", "scorers"]
