@@ -13,10 +13,25 @@ before this module existed) load as they always did.
 
 from __future__ import annotations
 
+import json
+import os
+from pathlib import Path
+
 import torch
 from torch import Tensor, nn
 
-__all__ = ["trained_state", "frozen_fingerprint", "load_trained_state"]
+from am.run_dir import compare, defaults, flatten
+from am.train_config import RESUMABLE_CHANGES
+
+__all__ = [
+    "trained_state",
+    "frozen_fingerprint",
+    "load_trained_state",
+    "load_weights",
+    "check_resumable",
+    "atomic_save",
+    "truncate_log",
+]
 
 # Relative tolerance of the fingerprint: the same weights give the same sums up to the order of
 # float64 additions (another device or thread count); other weights differ in the leading digits.
@@ -99,3 +114,82 @@ def load_trained_state(
             "(build the model as for training: same architecture, same adapters)"
         )
     model.load_state_dict(state, strict=False)
+
+
+def atomic_save(obj, path: Path) -> None:
+    """``torch.save`` to ``path.tmp``, then ``os.replace``: a crash never leaves half a file."""
+    tmp = path.with_suffix(path.suffix + ".tmp")
+    torch.save(obj, tmp)
+    os.replace(tmp, path)
+
+
+def check_resumable(state: dict, *, path: Path, train, method) -> None:
+    """Refuse to resume the checkpoint ``state`` (read from ``path``) under a ``train`` /
+    ``method`` config other than the one it was written under, naming the keys: resuming under
+    another config would silently mix two runs. A key the checkpoint lacks (written before the
+    field existed) reads as the field's default, so adding an option does not orphan older runs;
+    the budget may grow (never shrink below the checkpoint's iteration) and the keys of
+    :data:`am.train_config.RESUMABLE_CHANGES` may change."""
+    mine = {**flatten("train", train), **flatten("method", method)}
+    saved = {"train": state.get("config"), "method": state.get("method_config")}
+    theirs = {f"{part}.{k}": v for part, d in saved.items() for k, v in (d or {}).items()}
+    known = {**defaults("train", type(train)), **defaults("method", type(method))}
+    ignore = [f"train.{k}" for k in RESUMABLE_CHANGES] + ["train.iterations"]
+    diff = compare(theirs, mine, defaults=known, ignore=ignore).keys
+    if None in saved.values():  # written without its configs: nothing to resume under
+        diff = [k for k in mine if k not in ignore]
+    if diff:
+        raise ValueError(
+            f"checkpoint {path} was written under a different config ({', '.join(diff)}); "
+            "resume with the same config or start in a new run directory"
+        )
+    if int(state["iteration"]) > train.iterations:
+        raise ValueError(
+            f"checkpoint {path} is at iteration {int(state['iteration'])}, past "
+            f"train.iterations = {train.iterations}; a budget can be extended, not cut"
+        )
+
+
+def truncate_log(log: Path, iteration: int) -> None:
+    """Drop the lines of the ``metrics.jsonl`` at ``log`` written after ``iteration``, so that a
+    resumed run's log has no duplicates (atomically; nothing to do without a log)."""
+    if not log.exists():
+        return
+    keep = [ln for ln in log.read_text().splitlines() if json.loads(ln)["iteration"] <= iteration]
+    tmp = log.with_suffix(".jsonl.tmp")
+    tmp.write_text("".join(ln + "\n" for ln in keep))
+    os.replace(tmp, log)
+
+
+def load_weights(model: nn.Module, path: str | Path, *, ema: bool = True) -> nn.Module:
+    """Load fine-tuned weights into ``model`` (built as for training) and return it.
+
+    ``path``: a trainer's ``checkpoint.pt`` (read with ``weights_only=True``; with ``ema`` and an
+    EMA in the checkpoint, the EMA weights, as :func:`am.finetune` returns them) or a
+    ``.safetensors`` file of the model's state dict (what ``python -m amcli finetune`` exports).
+    A checkpoint holds only the trained state: the frozen parameters are ``model``'s own, and
+    must be those the run was trained with (checked against the checkpoint's fingerprint).
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"no weights at {path}")
+    if path.suffix == ".safetensors":
+        from safetensors.torch import load_file
+
+        model.load_state_dict(load_file(path))
+        return model
+    state = torch.load(path, map_location="cpu", weights_only=True)
+    if not isinstance(state, dict) or "model" not in state:
+        raise ValueError(f"{path} is not a trainer checkpoint (no 'model' entry)")
+    load_trained_state(model, state["model"], source=str(path), fingerprint=state.get("frozen"))
+    if ema and state.get("ema") is not None:
+        params = [p for p in model.parameters() if p.requires_grad]
+        if len(params) != len(state["ema"]):
+            raise ValueError(
+                f"{path}: the EMA holds {len(state['ema'])} tensors, the model has "
+                f"{len(params)} trainable parameters (build the model as for training)"
+            )
+        with torch.no_grad():
+            for p, e in zip(params, state["ema"], strict=True):
+                p.copy_(e)
+    return model

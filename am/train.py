@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import json
 import math
-import os
 import time
 from dataclasses import asdict
 from pathlib import Path
@@ -22,74 +21,25 @@ import torch
 from torch import nn
 from tqdm.auto import tqdm
 
-from am.checkpoints import frozen_fingerprint, load_trained_state, trained_state
+from am.checkpoints import (
+    atomic_save,
+    check_resumable,
+    frozen_fingerprint,
+    load_trained_state,
+    load_weights,
+    trained_state,
+    truncate_log,
+)
 from am.distributed import SingleProcess, data_parallel
 from am.methods.base import Method
 from am.reuse import RolloutReuse
-from am.run_dir import compare, defaults, flatten
-from am.train_config import DRAW_POSITION, RESUMABLE_CHANGES, DrawPosition, TrainConfig
+from am.train_config import DRAW_POSITION, DrawPosition, TrainConfig, iteration_generator
 
-__all__ = [
-    "TrainConfig",
-    "Trainer",
-    "NonFiniteError",
-    "iteration_generator",
-    "load_weights",
-    "DrawPosition",
-    "DRAW_POSITION",
-]
+__all__ = ["TrainConfig", "Trainer", "NonFiniteError", "iteration_generator", "load_weights"]
 
 
 class NonFiniteError(RuntimeError):
     """Raised when the loss or a gradient is NaN/Inf."""
-
-
-def load_weights(model: nn.Module, path: str | Path, *, ema: bool = True) -> nn.Module:
-    """Load fine-tuned weights into ``model`` (built as for training) and return it.
-
-    ``path``: a trainer's ``checkpoint.pt`` (read with ``weights_only=True``; with ``ema`` and an
-    EMA in the checkpoint, the EMA weights, as :func:`am.finetune` returns them) or a
-    ``.safetensors`` file of the model's state dict (what ``python -m amcli finetune`` exports).
-    A checkpoint holds only the trained state: the frozen parameters are ``model``'s own, and
-    must be those the run was trained with (checked against the checkpoint's fingerprint).
-    """
-    path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"no weights at {path}")
-    if path.suffix == ".safetensors":
-        from safetensors.torch import load_file
-
-        model.load_state_dict(load_file(path))
-        return model
-    state = torch.load(path, map_location="cpu", weights_only=True)
-    if not isinstance(state, dict) or "model" not in state:
-        raise ValueError(f"{path} is not a trainer checkpoint (no 'model' entry)")
-    load_trained_state(model, state["model"], source=str(path), fingerprint=state.get("frozen"))
-    if ema and state.get("ema") is not None:
-        params = [p for p in model.parameters() if p.requires_grad]
-        if len(params) != len(state["ema"]):
-            raise ValueError(
-                f"{path}: the EMA holds {len(state['ema'])} tensors, the model has "
-                f"{len(params)} trainable parameters (build the model as for training)"
-            )
-        with torch.no_grad():
-            for p, e in zip(params, state["ema"], strict=True):
-                p.copy_(e)
-    return model
-
-
-def iteration_generator(seed: int, iteration: int, device="cpu", chunk: int = 0) -> torch.Generator:
-    """The generator of one iteration (of its micro-batch ``chunk``): a pure function of
-    ``(seed, iteration, chunk)``; chunk 0 is the whole batch's generator of a one-chunk run."""
-    g = torch.Generator(device=device)
-    g.manual_seed((seed * 1_000_003 + iteration + chunk * 7_919_000_009) % (2**63 - 1))
-    return g
-
-
-def _atomic_torch_save(obj, path: Path) -> None:
-    tmp = path.with_suffix(path.suffix + ".tmp")
-    torch.save(obj, tmp)
-    os.replace(tmp, path)
 
 
 class Trainer:
@@ -161,7 +111,7 @@ class Trainer:
 
     def save_checkpoint(self) -> None:
         if self.checkpoint_path is not None and self.parallel.is_main:
-            _atomic_torch_save(self.state_dict(), self.checkpoint_path)
+            atomic_save(self.state_dict(), self.checkpoint_path)
         self.parallel.barrier()  # no process reads or moves on before the file is complete
 
     def load_checkpoint(self, path: str | Path | None = None) -> bool:
@@ -170,30 +120,7 @@ class Trainer:
         if path is None or not path.exists():
             return False
         state = torch.load(path, map_location="cpu", weights_only=True)
-        # Resuming under another config would silently mix two runs: refuse, naming the keys.
-        # A key the checkpoint lacks (written before the field existed) reads as the field's
-        # default: adding an option does not orphan older runs.
-        mine = {**flatten("train", self.config), **flatten("method", self.method.config)}
-        saved = {"train": state.get("config"), "method": state.get("method_config")}
-        theirs = {f"{part}.{k}": v for part, d in saved.items() for k, v in (d or {}).items()}
-        known = {
-            **defaults("train", type(self.config)),
-            **defaults("method", type(self.method.config)),
-        }
-        ignore = [f"train.{k}" for k in RESUMABLE_CHANGES] + ["train.iterations"]
-        diff = compare(theirs, mine, defaults=known, ignore=ignore).keys
-        if None in saved.values():  # written without its configs: nothing to resume under
-            diff = [k for k in mine if k not in ignore]
-        if diff:
-            raise ValueError(
-                f"checkpoint {path} was written under a different config ({', '.join(diff)}); "
-                "resume with the same config or start in a new run directory"
-            )
-        if int(state["iteration"]) > self.config.iterations:
-            raise ValueError(
-                f"checkpoint {path} is at iteration {int(state['iteration'])}, past "
-                f"train.iterations = {self.config.iterations}; a budget can be extended, not cut"
-            )
+        check_resumable(state, path=path, train=self.config, method=self.method.config)
         load_trained_state(
             self.model, state["model"], source=f"checkpoint {path}", fingerprint=state.get("frozen")
         )
@@ -210,26 +137,8 @@ class Trainer:
         return True
 
     def _truncate_log(self) -> None:
-        """Drop log lines written after the checkpoint, so a resumed log has no duplicates."""
-        log = None if self.run_dir is None else self.run_dir / "metrics.jsonl"
-        if log is None or not log.exists() or not self.parallel.is_main:
-            return
-        keep = [
-            ln
-            for ln in log.read_text().splitlines()
-            if json.loads(ln)["iteration"] <= self.iteration
-        ]
-        tmp = log.with_suffix(".jsonl.tmp")
-        tmp.write_text("".join(ln + "\n" for ln in keep))
-        os.replace(tmp, log)
-
-    def ema_decay_at(self, iteration: int) -> float:
-        """The EMA's decay for the update after ``iteration`` optimizer steps:
-        ``min(ema_decay, (1 + n) / (10 + n))``. Why the warm-up: a fine-tuned model starts at the
-        base (zero-initialised residual), and a fixed decay keeps ``ema_decay ** N`` of that start
-        in the average after ``N`` steps (0.999 over 4500 iterations: 1.1 %, an under-tilt of the
-        same order); the warm-up forgets the start within the first few updates."""
-        return min(self.config.ema_decay, (1 + iteration) / (10 + iteration))
+        if self.run_dir is not None and self.parallel.is_main:
+            truncate_log(self.run_dir / "metrics.jsonl", self.iteration)
 
     @torch.no_grad()
     def load_ema_into_model(self) -> None:
@@ -244,14 +153,6 @@ class Trainer:
             return
         with open(self.run_dir / "metrics.jsonl", "a") as f:
             f.write(json.dumps(record) + "\n")
-
-    def learning_rate(self, iteration: int) -> float:
-        """A pure function of the iteration, so resuming needs no scheduler state."""
-        cfg = self.config
-        warmup = min(iteration / cfg.warmup_steps, 1.0) if cfg.warmup_steps else 1.0
-        if cfg.lr_schedule == "cosine" and cfg.iterations > 0:
-            return warmup * cfg.lr * 0.5 * (1 + math.cos(math.pi * iteration / cfg.iterations))
-        return warmup * cfg.lr
 
     def step(self) -> dict:
         """One iteration; returns its metrics. Raises :class:`NonFiniteError` before touching
@@ -280,12 +181,12 @@ class Trainer:
         )
         if not torch.isfinite(grad_norm):
             raise NonFiniteError(self._nan_message("gradient"))
-        lr = self.learning_rate(self.iteration)
+        lr = cfg.learning_rate(self.iteration)
         for group in self.optimizer.param_groups:
             group["lr"] = lr
         self.optimizer.step()
         if self.ema is not None:
-            decay = self.ema_decay_at(self.iteration)
+            decay = cfg.ema_decay_at(self.iteration)
             with torch.no_grad():
                 for e, p in zip(self.ema, self.params, strict=True):
                     e.lerp_(p.detach(), 1 - decay)

@@ -14,7 +14,7 @@ import pytest
 import torch
 
 from am.distributed import SingleProcess
-from am.train import TrainConfig, iteration_generator
+from am.train_config import TrainConfig, iteration_generator
 
 ROOT = Path(__file__).resolve().parents[1]
 SCRIPT = ROOT / "tests" / "_data_parallel_run.py"

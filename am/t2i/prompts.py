@@ -94,7 +94,7 @@ class PromptSampler(ConditionSampler):
                 len(self.prompts), (n,), generator=generator, device=generator.device
             )
             return draw.cpu()
-        from am.train import DRAW_POSITION
+        from am.train_config import DRAW_POSITION
 
         position = DRAW_POSITION.get()
         if position is None:

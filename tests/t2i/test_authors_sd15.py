@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import copy
 from pathlib import Path
-from types import SimpleNamespace
 
 import numpy as np
 import pytest
@@ -27,7 +26,7 @@ from am.t2i.denoisers import UNetVelocity  # noqa: E402
 from am.t2i.prompts import PromptSampler, encode_prompts  # noqa: E402
 from am.t2i.schedules import schedule_from_scheduler  # noqa: E402
 from am.t2i.testing import tiny_sd15  # noqa: E402
-from am.train import DRAW_POSITION, DrawPosition, TrainConfig, Trainer  # noqa: E402
+from am.train_config import DRAW_POSITION, DrawPosition, TrainConfig  # noqa: E402
 
 # the CLI tests' tiny pipeline saved to disk and tiny scorer weights (their fixtures)
 world, _weights, write_config = test_t2i_cli.world, test_t2i_cli._weights, test_t2i_cli.write_config
@@ -271,7 +270,7 @@ def test_item_7_warmup_is_their_lambdalr():
         opt.step()
         sched.step()
     config = TrainConfig(lr=lr, lr_schedule="constant", warmup_steps=warmup_steps)
-    ours = [Trainer.learning_rate(SimpleNamespace(config=config), i) for i in range(30)]
+    ours = [config.learning_rate(i) for i in range(30)]
     np.testing.assert_allclose(ours, theirs, rtol=1e-12, atol=0)
     assert authors_yaml()["train"]["warmup_steps"] == 20
 

@@ -4,8 +4,6 @@ the table fails here. tests/t2i/test_authors_sd15.py checks each option against 
 
 from __future__ import annotations
 
-from types import SimpleNamespace
-
 import pytest
 import torch
 
@@ -15,7 +13,7 @@ from am.diffusion import make_diffusion  # noqa: E402
 from am.sde import DDPMStep, control_coefficient, uniform_grid  # noqa: E402
 from am.t2i.schedules import schedule_from_scheduler  # noqa: E402
 from am.t2i.testing import tiny_sd15  # noqa: E402
-from am.train import TrainConfig, Trainer  # noqa: E402
+from am.train import TrainConfig  # noqa: E402
 
 K = 50
 AUTHORS = dict(betas=(0.002, 0.009), final_alpha_bar="half", num_steps=K)
@@ -70,7 +68,7 @@ def test_items_5_7_8_step_chances_warmup_and_unseen_prompts():
     assert f"{2 / 30:.3f} {2 / 20:.3f} {4 / K:.3f}" == "0.067 0.100 0.080"
     # (7) the first 20 updates of the library's warm-up, in full-rate updates
     config = TrainConfig(lr=1.0, lr_schedule="constant", warmup_steps=20)
-    rates = [Trainer.learning_rate(SimpleNamespace(config=config), i) for i in range(20)]
+    rates = [config.learning_rate(i) for i in range(20)]
     assert rates[0] == 0 and f"{sum(rates):.1f}" == "9.5"
     # (8) N draws with replacement from N = 9798 prompts leave (1 - 1/N)^N of them unseen
     n = 9798
