@@ -1,7 +1,7 @@
 """docs/digits.md shows the digits results as git holds them: its embedded tables are the
-committed ``results/digits/*.md``, and every number in the prose of its Results section is one
-of those tables' (or of the printed output it quotes), so the page is regenerated with the
-results, never edited by hand."""
+committed ``results/digits/*.md`` and ``results_full/digits/*.md``, and every number in the
+prose of its Results section is one of those tables' (or of the printed output it quotes), so
+the page is regenerated with the results, never edited by hand."""
 
 import re
 import subprocess
@@ -11,7 +11,12 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
 DOC = (ROOT / "docs" / "digits.md").read_text()
-TABLES = ("results/digits/table.md", "results/digits/convergence.md")
+TABLES = (
+    "results/digits/table.md",
+    "results/digits/convergence.md",
+    "results_full/digits/table.md",
+    "results_full/digits/convergence.md",
+)
 
 
 def committed(path: str) -> str:
@@ -32,7 +37,7 @@ def test_doc_embeds_the_committed_table(path):
 
 def test_every_number_of_the_results_prose_is_in_the_tables():
     section = DOC[DOC.index("## Results") : DOC.index("## Choices made here")]
-    section = re.sub(r"<!-- results/.*?<!-- end -->", "", section, flags=re.S)
+    section = re.sub(r"<!-- results(_full)?/.*?<!-- end -->", "", section, flags=re.S)
     quoted = "".join(re.findall(r"```.*?```", section, flags=re.S))
     prose = re.sub(r"```.*?```", "", section, flags=re.S)
     sources = "".join(committed(p) for p in TABLES) + quoted
