@@ -10,9 +10,9 @@ What it changes: a stored target ``-sigma_k a_k`` is that of the control which s
 path. Regressing on it after the model has moved is regressing on slightly stale data, which
 changes the optimisation's path; the iteration's fixed point is unchanged (at the optimum the
 rollout control and the regressed control coincide, stale or not, once the buffer is
-refreshed). Methods whose loss needs a graph through the current model's rollout (DRaFT, ReFL,
-the discrete adjoint) or their own importance ratios (GRPO) refuse it
-(``Method.no_reuse_reason``).
+refreshed). Methods whose loss needs a graph through the current model's rollout (DRaFT,
+DRaFT-LV, ReFL, the discrete adjoint), an on-policy ranking (online DPO) or their own
+importance ratios (GRPO) refuse it (``Method.no_reuse_reason``).
 
 Schedule (all pure functions of ``seed`` and the optimiser step ``i``): round
 ``r = i // updates_per_rollout`` draws its rollouts with the generator of ``(seed, r)``, at

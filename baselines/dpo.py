@@ -2,8 +2,8 @@
 arXiv 2311.12908; run online, adapted to velocity prediction as in the Adjoint Matching paper's
 DPO baseline).
 
-Objective: sample ``2P`` points from the current model (no graph), pair them up (unconditional
-here, so every pair shares the one "condition"), call the higher-reward one the winner ``x^w`` and
+Objective: sample ``2P`` points from the current model (no graph), pair them up (each pair shares
+one condition: ``P`` conditions per batch), call the higher-reward one the winner ``x^w`` and
 the other the loser ``x^l``. Noise both with the same ``t ~ U[0, 1)`` and ``eps``:
 ``x_t = alpha_t x + beta_t eps``, and compare denoising errors of the fine-tuned model with the
 frozen base, ``e(x) = mean |v(x_t, t) - (alpha'_t x + beta'_t eps)|^2``:

@@ -148,7 +148,7 @@ class Method(ABC):
     # the trainer calls end_step once per optimizer step on every process and keeps the state
     # in its checkpoints.
     def end_step(self, parallel) -> None:
-        """After every micro-batch of an optimizer step (``parallel``: am.distributed)."""
+        """After all micro-batches of an optimizer step (``parallel``: am.distributed)."""
         return None
 
     def state_dict(self) -> dict:

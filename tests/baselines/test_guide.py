@@ -42,6 +42,19 @@ def test_guide_method_passes_the_contract(registered, schedule):
     assert not torch.equal(before, params(model))
 
 
+def test_guide_method_passes_the_conditional_contract(registered):
+    """The example draws its batch's conditions: each row reaches the model, the base and the
+    reward with its own (test_conditional_contract.py's row check), and the label embedding
+    gets a gradient; a shuffle of the conditions changes the loss."""
+    from tests.baselines.test_conditional_contract import (
+        test_conditions_reach_model_base_and_reward_row_by_row,
+        test_shuffled_conditions_change_the_loss,
+    )
+
+    test_conditions_reach_model_base_and_reward_row_by_row("reward_weighted")
+    test_shuffled_conditions_change_the_loss("reward_weighted")
+
+
 def test_guide_method_joins_the_workflow_grid(registered):
     config = yaml.safe_load((ROOT / "config" / "config.yaml").read_text())
     runs = [r for r in all_runs(config) if r["method"] == "reward_weighted"]
